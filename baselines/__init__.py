@@ -1,0 +1,1 @@
+"""Baselines: pieces that register into :mod:`ibtpo.registry` (advantages, samplers)."""

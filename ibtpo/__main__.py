@@ -1,0 +1,94 @@
+"""Command line: ``python -m ibtpo <job> --config <preset or file> ...``.
+
+Jobs: ``make-data``, ``build-base``, ``train``, ``evaluate``, ``table1``. The Snakefile calls these;
+they can also be run by hand. ``--config`` takes a preset name (``tiny``), a preset file, or the
+resolved config a DAG run writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+        os.environ.setdefault("OMP_NUM_THREADS", str(n))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ibtpo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="tiny", help="preset name or config YAML (default: tiny)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for this job")
+    sub = ap.add_subparsers(dest="job", required=True)
+    p = sub.add_parser("make-data", help="generate / load the preset's problem sets as JSONL")
+    p.add_argument("--out-dir", required=True)
+    p = sub.add_parser("build-base", help="tokenizer + tiny Llama + supervised warm-up")
+    p.add_argument("--sft-data", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("train", help="train one method/seed (resumes from its last checkpoint)")
+    p.add_argument("--method", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--base", required=True)
+    p.add_argument("--train-data", required=True)
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--markers", nargs="*", default=[], help="files to write when done, one per checkpoint step")
+    p = sub.add_parser("evaluate", help="evaluate one checkpoint on the preset's benchmarks")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--checkpoint")
+    g.add_argument("--marker", help="a train job's checkpoint marker file")
+    p.add_argument("--bench-dir", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("table1", help="results/table1.{csv,md} from evaluation files")
+    p.add_argument("--rows", required=True, help="JSON: {method: {benchmark: [files per seed]}}")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--md", required=True)
+    args = ap.parse_args(argv)
+
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    _threads(args.threads or cfg.get("threads_per_job"))
+    if args.job == "make-data":
+        from .jobs import make_data
+
+        for name, path in make_data.run(cfg, args.out_dir).items():
+            print(f"[make-data] {name}: {path}")
+    elif args.job == "build-base":
+        from .jobs import build_base
+
+        print(f"[build-base] wrote {build_base.run(cfg, args.sft_data, args.out)}")
+    elif args.job == "train":
+        from . import checkpoint
+        from .jobs import train
+
+        train.run(cfg, args.method, args.seed, args.base, args.train_data, args.run_dir)
+        for marker in args.markers:  # "<path>/step_<N>.json"
+            step = int(Path(marker).stem.split("_")[-1])
+            d = checkpoint.step_dir(Path(args.run_dir) / "ckpt", step)
+            if not d.exists():
+                raise SystemExit(f"[train] expected checkpoint {d} was not written")
+            Path(marker).parent.mkdir(parents=True, exist_ok=True)
+            Path(marker).write_text(json.dumps({"checkpoint": str(d), "step": step, "method": args.method, "seed": args.seed}))
+    elif args.job == "evaluate":
+        from .jobs import evaluate
+
+        ckpt = args.checkpoint or evaluate.checkpoint_of(args.marker)
+        evaluate.run(cfg, ckpt, args.bench_dir, args.out_dir, seed=args.seed)
+    elif args.job == "table1":
+        from .jobs import table1
+
+        df = table1.run(cfg, json.loads(Path(args.rows).read_text()), args.csv, args.md)
+        print(df.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

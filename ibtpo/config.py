@@ -1,0 +1,151 @@
+"""Configuration: plain YAML data, ``extends`` resolved, validated by a JSON schema plus the checks
+a schema cannot express (cross-references, divisibility), all before any job runs.
+
+Errors name the file and the key path (``train.checkpoint_every``) and, where there is a closed
+set, the allowed values.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = REPO_ROOT / "pipelines" / "schemas" / "config.schema.yaml"
+PRESET_DIR = REPO_ROOT / "pipelines" / "config"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def resolve_extends(data: dict, origin: Path, depth: int = 0) -> dict:
+    """``extends: NAME`` deep-merges this file over ``pipelines/config/NAME.yaml`` (or a path)."""
+    parent = data.get("extends")
+    if not parent:
+        return data
+    if depth > 5:
+        raise ConfigError(f"{origin}: 'extends' chain too deep")
+    cand = Path(parent)
+    ppath = cand if cand.suffix else PRESET_DIR / f"{parent}.yaml"
+    if not ppath.is_absolute() and not ppath.exists():
+        ppath = origin.parent / ppath
+    base = resolve_extends(_read_yaml(ppath), ppath, depth + 1)
+    merged = deep_merge(base, {k: v for k, v in data.items() if k != "extends"})
+    return merged
+
+
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _fill_defaults(cfg: dict) -> dict:
+    cfg.setdefault("results_dir", "results")
+    cfg.setdefault("threads_per_job", 1)
+    cfg.setdefault("device", "cpu")
+    cfg.setdefault("prompt_template", "{problem}\n")
+    cfg.setdefault("data_dir", "../shared/data")
+    ev = cfg["evaluation"]
+    ev.setdefault("pass_at", [1, ev["k"]])
+    for key, default in (("temperature", 1.0), ("top_p", 1.0), ("top_k", 0), ("max_new_tokens", 96),
+                         ("batch_size", 64), ("model", "ibtpo"), ("grader_timeout_s", 2.0)):
+        ev.setdefault(key, default)
+    for key, default in (("backend", "hf"), ("temperature", 1.0), ("top_p", 1.0), ("top_k", 0), ("max_new_tokens", 96)):
+        cfg["rollout"].setdefault(key, default)
+    return cfg
+
+
+def validate(cfg: dict, origin: str = "<config>") -> dict:
+    """Schema + semantic validation; returns the config with defaults filled in."""
+    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(cfg), key=lambda e: list(e.path))
+    if errors:
+        lines = []
+        for e in errors[:10]:
+            key = ".".join(str(p) for p in e.absolute_path) or "<top level>"
+            msg = e.message
+            if e.validator == "additionalProperties":
+                allowed = sorted(e.schema.get("properties", {}))
+                msg += f" (allowed keys: {allowed})" if allowed else ""
+            lines.append(f"  {key}: {msg}")
+        raise ConfigError(f"{origin}: invalid configuration:\n" + "\n".join(lines))
+    cfg = _fill_defaults(copy.deepcopy(cfg))
+    problems = []
+    for m in cfg["methods"]:
+        if m not in cfg["method_defs"]:
+            problems.append(f"methods: unknown method {m!r}; defined in method_defs: {sorted(cfg['method_defs'])}")
+    from .registry import ADVANTAGES, SAMPLERS, load_plugins
+
+    load_plugins()
+    for name, mdef in cfg["method_defs"].items():
+        if mdef["sampler"]["name"] not in SAMPLERS:
+            problems.append(f"method_defs.{name}.sampler.name: unknown sampler {mdef['sampler']['name']!r}; "
+                            f"allowed: {sorted(SAMPLERS)}")
+        if mdef["advantage"]["name"] not in ADVANTAGES:
+            problems.append(f"method_defs.{name}.advantage.name: unknown advantage {mdef['advantage']['name']!r}; "
+                            f"allowed: {sorted(ADVANTAGES)}")
+    for b in cfg["evaluation"]["benchmarks"]:
+        if b not in cfg["data"]["benchmarks"]:
+            problems.append(f"evaluation.benchmarks: {b!r} is not defined under data.benchmarks "
+                            f"(defined: {sorted(cfg['data']['benchmarks'])})")
+    t = cfg["train"]
+    if t["steps"] % t["checkpoint_every"]:
+        problems.append(f"train.checkpoint_every: {t['checkpoint_every']} must divide train.steps ({t['steps']}) "
+                        "so every checkpoint step is known in advance")
+    ev = cfg["evaluation"]
+    for k in ev["pass_at"]:
+        if k > ev["k"]:
+            problems.append(f"evaluation.pass_at: {k} exceeds evaluation.k ({ev['k']}) samples per problem")
+    if cfg["policy"]["base"] == "build" and "sft" not in cfg["data"]:
+        problems.append("data.sft: required when policy.base is 'build' (the supervised warm-up data)")
+    for where, ds in [("data.train", cfg["data"]["train"])] + [(f"data.benchmarks.{k}", v) for k, v in cfg["data"]["benchmarks"].items()]:
+        if ds["source"] == "arithmetic" and "n" not in ds:
+            problems.append(f"{where}.n: required for source 'arithmetic'")
+        if ds["source"] in ("jsonl", "parquet") and "path" not in ds:
+            problems.append(f"{where}.path: required for source {ds['source']!r}")
+    if problems:
+        raise ConfigError(f"{origin}: invalid configuration:\n" + "\n".join("  " + p for p in problems))
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
+    """Load a preset (name or path), resolve ``extends``, apply overrides, validate."""
+    if path is None:
+        path = PRESET_DIR / "tiny.yaml"
+    p = Path(path)
+    if not p.suffix:
+        p = PRESET_DIR / f"{path}.yaml"
+    data = resolve_extends(_read_yaml(p), p)
+    if overrides:
+        data = deep_merge(data, overrides)
+    return validate(data, str(p))
+
+
+def checkpoint_steps(cfg: dict) -> list[int]:
+    t = cfg["train"]
+    return list(range(t["checkpoint_every"], t["steps"] + 1, t["checkpoint_every"]))
+
+
+def run_dir(cfg: dict, method: str, seed: int) -> Path:
+    return Path(cfg["results_dir"]) / cfg["preset"] / "runs" / method / f"seed{seed}"

@@ -1,0 +1,1 @@
+"""Problems: the synthetic arithmetic generator and loaders for benchmark files."""

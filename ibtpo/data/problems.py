@@ -1,0 +1,57 @@
+"""Problem files: JSONL (or parquet) with id / problem / answer, read with clear errors.
+
+Every row must carry a non-empty problem and answer; ids must be unique. A bad row raises an
+error naming the file and the 1-based row number, before any compute is spent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class DataError(ValueError):
+    pass
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(path)
+
+
+def load_problems(path: str | Path, problem_field: str = "problem", answer_field: str = "answer",
+                  id_field: str = "id") -> list[dict]:
+    """Rows normalised to ``{"id", "problem", "answer", ...original fields}``."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}: row {line}: not valid UTF-8 ({e.reason})") from None
+    rows, seen = [], set()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: row {lineno}: invalid JSON ({e.msg})") from None
+        for field in (problem_field, answer_field):
+            if row.get(field) in (None, ""):
+                raise DataError(f"{path}: row {lineno}: missing field {field!r}")
+        rid = str(row.get(id_field, f"{path.stem}-{lineno}"))
+        if rid in seen:
+            raise DataError(f"{path}: row {lineno}: duplicated id {rid!r}")
+        seen.add(rid)
+        ans = row[answer_field]
+        if isinstance(ans, float) and ans.is_integer():
+            ans = int(ans)
+        rows.append({**row, "id": rid, "problem": str(row[problem_field]), "answer": str(ans)})
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows

@@ -1,0 +1,33 @@
+"""Build the base policy: char tokenizer + tiny Llama, supervised warm-up, saved in HF format."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..data.problems import load_problems
+from ..model.sft import sft
+from ..model.tiny import build_tiny_llama
+from ..model.tokenizer import build_char_tokenizer
+from ..provenance import provenance
+
+
+def run(cfg: dict, sft_data: str | Path, out_dir: str | Path) -> Path:
+    out_dir = Path(out_dir)
+    pol = cfg["policy"]
+    tok = build_char_tokenizer()
+    model = build_tiny_llama(tok, **pol.get("arch", {}), seed=pol.get("sft", {}).get("seed", 0))
+    sft_cfg = {k: v for k, v in pol.get("sft", {}).items() if k != "threads"}
+    history = sft(model, tok, load_problems(sft_data), cfg["prompt_template"], **sft_cfg)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "sft_log.json").write_text(json.dumps(history, indent=1))
+    (tmp / "provenance.json").write_text(json.dumps(provenance(job="build_base", sft=sft_cfg,
+                                                               arch=pol.get("arch", {})), indent=1))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.replace(out_dir)
+    return out_dir

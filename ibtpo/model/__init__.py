@@ -1,0 +1,1 @@
+"""The policy: a character-level tokenizer, the tiny Llama, and its supervised warm-up."""

@@ -1,0 +1,43 @@
+"""Registries of the pieces a method is composed of (verl ``core_algos`` style).
+
+A method is a named composition in config: ``sampler`` + ``advantage`` + ``loss`` settings.
+Samplers and advantage estimators register themselves here by name; the trainer looks them up
+and never names a method. ``load_plugins()`` imports the modules that register pieces
+(the shared machinery in ``ibtpo`` and the baselines in ``baselines``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+SAMPLERS: dict[str, Callable] = {}
+ADVANTAGES: dict[str, Callable] = {}
+
+PLUGIN_MODULES = ["ibtpo.rollout.chains", "baselines.grpo"]
+
+
+def register_sampler(name: str):
+    def deco(cls):
+        SAMPLERS[name] = cls
+        return cls
+    return deco
+
+
+def register_advantage(name: str):
+    def deco(fn):
+        ADVANTAGES[name] = fn
+        return fn
+    return deco
+
+
+def load_plugins() -> None:
+    for mod in PLUGIN_MODULES:
+        importlib.import_module(mod)
+
+
+def get(registry: dict, kind: str, name: str):
+    load_plugins()
+    if name not in registry:
+        raise KeyError(f"unknown {kind} {name!r}; registered: {sorted(registry)}")
+    return registry[name]

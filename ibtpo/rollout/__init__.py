@@ -1,0 +1,1 @@
+"""Shared rollout: one generation-backend interface, one tree structure, the samplers on top."""

@@ -1,0 +1,298 @@
+"""The one RL training loop: sample -> grade -> advantage -> clipped token loss -> step.
+
+It knows no method by name: the method is a composition from config (``sampler``, ``advantage``,
+``loss``) whose pieces are looked up in :mod:`ibtpo.registry`.
+
+Per step it logs (progress line + ``metrics.jsonl``): reward mean/std, Eff-Rate (share of
+problems whose trajectory rewards are not all equal), mean token entropy of the sampled tokens,
+KL, clip fractions low/high, response length, generated tokens (step and cumulative), wall time.
+
+Checkpoints every ``checkpoint_every`` steps (HF format + trainer state, atomically). A rerun
+resumes from the latest complete checkpoint: the data order and the per-step sampling seeds are
+functions of ``(seed, step)``, and optimizer, scheduler and RNG states are restored, so a resumed
+run reproduces the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .losses import policy_loss
+from .registry import ADVANTAGES, SAMPLERS, get
+from .rollout.backend import SamplingParams
+from .rollout.context import RolloutContext
+from .trajectories import Trajectory, extract
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation settings shared by every method (the ``train`` section of the config)."""
+
+    steps: int = 20
+    batch_problems: int = 16  # problems per step; trajectories per step = batch_problems * G
+    checkpoint_every: int = 5
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    warmup_steps: int = 0
+    schedule: str = "constant"  # constant | cosine (after warm-up)
+    ppo_epochs: int = 1  # passes over one step's trajectories
+    minibatches: int = 1  # optimizer steps per pass
+    seed: int = 0
+
+
+@dataclass
+class LossSettings:
+    """Loss settings of a method (the method's ``loss`` section)."""
+
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    kl_coef: float = 0.001
+    entropy_coef: float = 0.0
+    aggregation: str = "token-mean"
+    norm_len: int | None = None  # seq-mean-token-sum-norm constant; default max_new_tokens
+
+
+@dataclass
+class Method:
+    name: str
+    sampler: dict = field(default_factory=lambda: {"name": "chains", "G": 8})
+    advantage: dict = field(default_factory=lambda: {"name": "grpo"})
+    loss: dict = field(default_factory=dict)
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + 12_345) % (2**31 - 1)
+
+
+def problems_for_step(n_problems: int, batch: int, seed: int, step: int) -> list[int]:
+    """Indices of the problems of ``step`` (0-based): epochs of seeded permutations, concatenated."""
+    start = step * batch
+    out = []
+    while len(out) < batch:
+        epoch, offset = divmod(start + len(out), n_problems)
+        perm = np.random.default_rng([seed, epoch]).permutation(n_problems)
+        take = min(batch - len(out), n_problems - offset)
+        out.extend(int(i) for i in perm[offset:offset + take])
+    return out
+
+
+def sequence_logprobs(model, trajs: list[Trajectory], temperature: float, device, with_entropy: bool = False):
+    """Log-probs (and optionally full-distribution entropies) of each response token under ``model``
+    at ``logits / temperature``, as right-padded ``(B, R)`` tensors with a response mask."""
+    seqs = [t.prompt_ids + t.response_ids for t in trajs]
+    width = max(len(s) for s in seqs)
+    R = max(len(t.response_ids) for t in trajs)
+    ids = torch.zeros((len(seqs), width), dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.as_tensor(s)
+        attn[i, :len(s)] = 1
+    ids, attn = ids.to(device), attn.to(device)
+    logits = model(input_ids=ids, attention_mask=attn).logits.float() / temperature
+    # response token j of row i sits at position P_i + j and is predicted from position P_i + j - 1
+    P = torch.tensor([len(t.prompt_ids) for t in trajs], device=device)
+    pos = (P[:, None] - 1 + torch.arange(R, device=device)[None, :]).clamp(max=width - 2)
+    mask = torch.arange(R, device=device)[None, :] < torch.tensor([len(t.response_ids) for t in trajs], device=device)[:, None]
+    step_logits = logits.gather(1, pos[:, :, None].expand(-1, -1, logits.shape[-1]))
+    logp_all = torch.log_softmax(step_logits, dim=-1)
+    targets = ids.gather(1, (pos + 1).clamp(max=width - 1))
+    logp = logp_all.gather(-1, targets[:, :, None]).squeeze(-1)
+    ent = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    return logp, mask, ent
+
+
+def _pad(rows: list, R: int, device) -> torch.Tensor:
+    out = torch.zeros((len(rows), R), dtype=torch.float32)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = torch.as_tensor(np.asarray(r, dtype=np.float32))
+    return out.to(device)
+
+
+class Trainer:
+    def __init__(self, model, tokenizer, problems: list[dict], method: Method, train: TrainSettings,
+                 sampling: SamplingParams, backend, grader, run_dir: str | Path, prompt_template: str = "{problem}\n",
+                 device: str = "cpu", log=print):
+        if not problems:
+            raise ValueError("no training problems")
+        self.model, self.tokenizer, self.problems = model, tokenizer, problems
+        self.method, self.cfg, self.sampling = method, train, sampling
+        self.loss_cfg = LossSettings(**method.loss)
+        self.device = torch.device(device)
+        self.run_dir = Path(run_dir)
+        self.ckpt_root = self.run_dir / "ckpt"
+        self.log = log
+        sampler_args = {k: v for k, v in method.sampler.items() if k != "name"}
+        self.sampler = get(SAMPLERS, "sampler", method.sampler["name"])(**sampler_args)
+        self.adv_fn = get(ADVANTAGES, "advantage", method.advantage["name"])
+        self.adv_args = {k: v for k, v in method.advantage.items() if k != "name"}
+        self.ctx = RolloutContext(backend, tokenizer, grader, sampling, prompt_template)
+        self.ref_model = None
+        if self.loss_cfg.kl_coef > 0:
+            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=train.lr, betas=tuple(train.betas),
+                                     weight_decay=train.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
+        self.step = 0
+        self.cum_tokens = 0
+
+    def _lr_factor(self, step: int) -> float:
+        c = self.cfg
+        if c.warmup_steps and step < c.warmup_steps:
+            return (step + 1) / c.warmup_steps
+        if c.schedule == "cosine":
+            frac = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        return 1.0
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "cum_tokens": self.cum_tokens,
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "ref_model": self.ref_model.state_dict() if self.ref_model is not None else None,
+        }
+
+    def try_resume(self) -> bool:
+        ckpt.clean_partial(self.ckpt_root)
+        last = ckpt.latest(self.ckpt_root)
+        if last is None:
+            return False
+        d = ckpt.step_dir(self.ckpt_root, last)
+        state = torch.load(d / ckpt.STATE_FILE, weights_only=False)
+        from safetensors.torch import load_file
+
+        weights = load_file(str(d / "model.safetensors"))
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        if unexpected or any("embed" not in k and "lm_head" not in k for k in missing):
+            raise RuntimeError(f"checkpoint {d} does not match the model: missing={missing} unexpected={unexpected}")
+        if self.model.config.tie_word_embeddings:
+            self.model.tie_weights()
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        if self.ref_model is not None and state.get("ref_model") is not None:
+            self.ref_model.load_state_dict(state["ref_model"])
+        self.step, self.cum_tokens = state["step"], state["cum_tokens"]
+        self._truncate_metrics(self.step)
+        self.log(f"[train] resumed from {d} (step {self.step})")
+        return True
+
+    def _truncate_metrics(self, step: int) -> None:
+        path = self.run_dir / "metrics.jsonl"
+        if path.exists():
+            keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= step]
+            path.write_text("".join(l + "\n" for l in keep))
+
+    def save(self) -> Path:
+        return ckpt.save(self.ckpt_root, self.step, self.model, self.tokenizer, self.state_dict())
+
+    # -- one step ----------------------------------------------------------------------------
+    def train_step(self) -> dict:
+        t0 = time.perf_counter()
+        idx = problems_for_step(len(self.problems), self.cfg.batch_problems, self.cfg.seed, self.step)
+        batch = [self.problems[i] for i in idx]
+        trees = self.sampler.sample(batch, self.ctx, seed=_step_seed(self.cfg.seed, self.step))
+        t_gen = time.perf_counter() - t0
+        trajs = extract(trees, [self.adv_fn(t, **self.adv_args) for t in trees])
+        t_adv = time.perf_counter() - t0 - t_gen
+        metrics = self._update(trajs)
+        gen_tokens = sum(t.generated_tokens for t in trees)
+        self.cum_tokens += gen_tokens
+        self.step += 1
+        rewards = np.array([t.reward for t in trajs])
+        metrics.update({
+            "step": self.step,
+            "reward_mean": float(rewards.mean()),
+            "reward_std": float(rewards.std()),
+            "eff_rate": float(np.mean([len(set(t.rewards())) > 1 for t in trees])),
+            "sample_entropy": float(np.mean([e for t in trees for n in t.nodes[1:] for e in n.entropies])),
+            "response_len": float(np.mean([len(t.response_ids) for t in trajs])),
+            "truncated_frac": float(np.mean([t.truncated for t in trajs])),
+            "trajectories": len(trajs),
+            "gen_tokens": gen_tokens,
+            "cum_gen_tokens": self.cum_tokens,
+            "lr": self.sched.get_last_lr()[0],
+            "time_gen": t_gen,
+            "time_adv": t_adv,
+            "time_step": time.perf_counter() - t0,
+        })
+        return metrics
+
+    def _update(self, trajs: list[Trajectory]) -> dict:
+        lc, T = self.loss_cfg, self.sampling.temperature
+        need_old = self.cfg.ppo_epochs > 1 or self.cfg.minibatches > 1
+        R = max(len(t.response_ids) for t in trajs)
+        adv_all = _pad([t.advantages for t in trajs], R, self.device)
+        with torch.no_grad():
+            ref_all = sequence_logprobs(self.ref_model, trajs, T, self.device)[0] if self.ref_model is not None else None
+            old_all = sequence_logprobs(self.model, trajs, T, self.device)[0] if need_old else None
+        self.model.train()
+        order = np.arange(len(trajs))
+        agg: dict[str, list[float]] = {}
+        for epoch in range(self.cfg.ppo_epochs):
+            if epoch:
+                order = np.random.permutation(len(trajs))
+            for mb in np.array_split(order, self.cfg.minibatches):
+                mb_trajs = [trajs[i] for i in mb]
+                logp, mask, ent = sequence_logprobs(self.model, mb_trajs, T, self.device, with_entropy=lc.entropy_coef > 0)
+                r = logp.shape[1]
+                sel = torch.as_tensor(mb, device=self.device)
+                old = old_all[sel, :r] if old_all is not None else logp.detach()
+                loss, m = policy_loss(
+                    logp, old, adv_all[sel, :r], mask, eps_low=lc.clip_low, eps_high=lc.clip_high,
+                    aggregation=lc.aggregation, ref_logp=ref_all[sel, :r] if ref_all is not None else None,
+                    kl_coef=lc.kl_coef, entropy=ent, entropy_coef=lc.entropy_coef,
+                    norm_len=lc.norm_len or self.sampling.max_new_tokens)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}; step refused")
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                if not torch.isfinite(gnorm):
+                    raise FloatingPointError(f"non-finite gradient norm at step {self.step + 1}; step refused")
+                self.opt.step()
+                m["grad_norm"] = gnorm.item()
+                for k, v in m.items():
+                    agg.setdefault(k, []).append(v)
+        self.sched.step()
+        return {k: float(np.mean(v)) for k, v in agg.items()}
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.try_resume()
+        metrics_path = self.run_dir / "metrics.jsonl"
+        if self.step == 0 and not ckpt.list_steps(self.ckpt_root):
+            metrics_path.write_text("")
+        t_start = time.perf_counter()
+        while self.step < self.cfg.steps:
+            m = self.train_step()
+            m["method"] = self.method.name
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(m) + "\n")
+            self.log(
+                f"[train {self.method.name} seed={self.cfg.seed}] step {m['step']}/{self.cfg.steps} "
+                f"reward={m['reward_mean']:.3f} eff={m['eff_rate']:.2f} ent={m['sample_entropy']:.3f} "
+                f"kl={m.get('kl', 0):.4f} clip={m['clipfrac_low']:.3f}/{m['clipfrac_high']:.3f} "
+                f"len={m['response_len']:.1f} tok={m['gen_tokens']} cum={m['cum_gen_tokens']} "
+                f"t={m['time_step']:.2f}s (gen {m['time_gen']:.2f}s) elapsed={time.perf_counter() - t_start:.0f}s"
+            )
+            if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                self.save()

@@ -1,0 +1,14 @@
+rule build_base:
+    """Tokenizer + tiny Llama + supervised warm-up (only when policy.base is 'build')."""
+    input:
+        sft=f"{R}/data/sft.jsonl",
+    output:
+        directory(f"{R}/base"),
+    params:
+        cfg=section("policy", "prompt_template"),
+    threads: CFG["policy"].get("sft", {}).get("threads", THREADS)
+    log:
+        f"{R}/logs/build_base.log",
+    shell:
+        "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} build-base "
+        "--sft-data {input.sft} --out {output} 2>&1 | tee {log}"

@@ -1,0 +1,46 @@
+EVAL_PARAMS = section("evaluation", "prompt_template")
+
+
+rule evaluate_base:
+    """Step 0: the base model, shared by every method."""
+    input:
+        base=[BASE] if BUILD_BASE else [],
+        bench=expand(f"{R}/data/bench/{{b}}.jsonl", b=BENCH),
+    output:
+        expand(f"{R}/eval/base/step_0/{{b}}.json", b=BENCH),
+    params:
+        cfg=EVAL_PARAMS,
+    threads: THREADS
+    log:
+        f"{R}/logs/eval_base.log",
+    shell:
+        "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} evaluate --checkpoint {BASE} "
+        "--bench-dir {R}/data/bench --out-dir {R}/eval/base/step_0 2>&1 | tee {log}"
+
+
+rule evaluate:
+    """Every checkpoint of every run, on every benchmark of the preset (one lm-eval call)."""
+    input:
+        marker=f"{R}/runs/{{method}}/seed{{seed}}/checkpoints/step_{{step}}.json",
+        bench=expand(f"{R}/data/bench/{{b}}.jsonl", b=BENCH),
+    output:
+        expand(f"{R}/eval/{{{{method}}}}/seed{{{{seed}}}}/step_{{{{step}}}}/{{b}}.json", b=BENCH),
+    params:
+        cfg=EVAL_PARAMS,
+        out_dir=lambda w: f"{R}/eval/{w.method}/seed{w.seed}/step_{w.step}",
+    threads: THREADS
+    log:
+        f"{R}/logs/eval_{{method}}_seed{{seed}}_step{{step}}.log",
+    shell:
+        "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} evaluate --marker {input.marker} "
+        "--bench-dir {R}/data/bench --out-dir {params.out_dir} 2>&1 | tee {log}"
+
+
+rule evaluate_all:
+    """Every checkpoint (not only the final one) of every run."""
+    input:
+        expand(f"{R}/eval/base/step_0/{{b}}.json", b=BENCH),
+        expand(f"{R}/eval/{{method}}/seed{{seed}}/step_{{step}}/{{b}}.json",
+               method=METHODS, seed=SEEDS, step=STEPS, b=BENCH),
+    output:
+        touch(f"{R}/eval/.all_checkpoints_done"),
