@@ -23,7 +23,7 @@ STEP_SEPARATOR = "\n\n"
 _PREC = {"+": 1, "-": 1, "*": 2}
 
 
-@dataclass
+@dataclass(eq=False)  # identity, not value, equality: equal sub-expressions are distinct steps
 class Node:
     op: str | None = None  # None for a leaf
     value: int = 0

@@ -39,6 +39,7 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
+import lm_eval.models  # noqa: F401 - see below
 import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
@@ -48,6 +49,10 @@ from ibtpo.rollout.backend import SamplingParams
 from ibtpo.rollout.hf_backend import HFBackend
 
 log = logging.getLogger(__name__)
+
+# lm-eval 0.4.13 fills its model registry with the built-in models ("hf", "vllm", ...) lazily,
+# and only when the registry is still empty at the first `get_model`; registering our model first
+# would hide them all. Importing `lm_eval.models` (above) registers them (as cheap placeholders).
 
 SUPPORTED_GEN_KWARGS = {"do_sample", "temperature", "top_p", "top_k", "max_gen_toks", "until"}
 DEFAULT_MAX_GEN_TOKS = 256

@@ -52,12 +52,19 @@ def avg_at_k(correct: Sequence[int | bool | float]) -> float:
 
 
 def problem_metrics(correct: Sequence[int | bool | float], pass_at: Iterable[int] = (1,)) -> dict[str, float]:
-    """Per-problem ``{"avg@k": ..., "pass@j": ...}`` from its list of 0/1 grades (k = len)."""
+    """Per-problem ``{"avg@k": ..., "pass@j": ...}`` from its list of 0/1 grades (k = len).
+
+    The key is literally ``"avg@k"`` whatever k is (k is reported alongside), so readers of the
+    results need not know k; ``pass@j`` keys carry their j.
+    """
+    pass_at = [int(j) for j in pass_at]
     k = len(correct)
     c = int(sum(1 for x in correct if x))
-    out = {f"avg@{k}": avg_at_k(correct)}
+    out = {"avg@k": avg_at_k(correct)}
+    if any(j > k for j in pass_at):
+        raise ValueError(f"pass@j needs j <= k={k} (got pass_at={list(pass_at)})")
     for j in pass_at:
-        out[f"pass@{int(j)}"] = pass_at_k(k, c, int(j))
+        out[f"pass@{j}"] = pass_at_k(k, c, j)
     return out
 
 

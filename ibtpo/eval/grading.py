@@ -1,0 +1,38 @@
+"""One grader per process for evaluation, shared by every benchmark task of a run.
+
+The lm-eval task code (``pipelines/tasks/utils.py``, copied next to each resolved task YAML) grades
+through :func:`get_grader`; :func:`ibtpo.eval.run.evaluate_checkpoint` closes it with
+:func:`close_all` when the run is over. The grader is the project's one grader
+(``ibtpo.grader.Grader``: math-verify, ``grade(gold, pred)``, bounded time per sample, a timeout
+counts as wrong and is counted).
+"""
+
+from __future__ import annotations
+
+import threading
+
+_LOCK = threading.Lock()
+_GRADERS: dict[float, object] = {}
+
+
+def get_grader(timeout_s: float = 2.0):
+    """The process-wide grader for this timeout (created on first use)."""
+    from ibtpo.grader import Grader
+
+    key = float(timeout_s)
+    with _LOCK:
+        g = _GRADERS.get(key)
+        if g is None:
+            g = _GRADERS[key] = Grader(timeout_s=key)
+        return g
+
+
+def close_all() -> None:
+    with _LOCK:
+        graders = list(_GRADERS.values())
+        _GRADERS.clear()
+    for g in graders:
+        try:
+            g.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass

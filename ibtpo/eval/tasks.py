@@ -1,0 +1,192 @@
+"""Resolve the evaluation spec and the benchmarks into lm-eval task directories.
+
+One directory per benchmark under ``tasks_dir`` (lm-eval's ``TaskManager(include_path=tasks_dir,
+include_defaults=False)`` indexes them recursively)::
+
+    tasks_dir/<task>/<task>.yaml     include: <template>  + the run-time parts (below)
+    tasks_dir/<task>/utils.py        copy of pipelines/tasks/utils.py (the task hooks)
+    tasks_dir/<task>/eval_spec.json  the resolved eval spec that utils.py reads
+    tasks_dir/<task>/data.jsonl      the benchmark normalised to string fields id / problem / answer
+
+Why copies: lm-eval resolves ``!function utils.f`` relative to the YAML file that contains the tag
+(for an ``include:``d file, relative to that file), and a hook receives only ``(doc)`` or
+``(doc, results)``, so the per-run settings must sit next to the hook module that reads them.
+Each task directory gets its own copy, loaded by lm-eval as a separate module (it caches modules
+by file path).
+
+The eval spec (one for every checkpoint and benchmark; see :func:`resolve_spec`):
+``prompt_template`` (Python format string with ``{problem}``), ``temperature``, ``top_p``,
+``top_k`` (0 = off), ``max_new_tokens``, ``k`` (samples per problem), ``pass_at`` (list of j ≤ k),
+``batch_size`` (prompts per generation call), ``grader_timeout_s``, ``stop`` (stop strings;
+default none: only EOS stops. lm-eval would otherwise default ``until`` to the few-shot delimiter
+``"\\n\\n"``, which would cut our step-separated solutions after their first step).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+
+REQUIRED_SPEC = ("prompt_template", "temperature", "top_p", "max_new_tokens", "k")
+DEFAULT_SPEC = {"top_k": 0, "pass_at": [1], "batch_size": 32, "grader_timeout_s": 2.0, "stop": []}
+KNOWN_SPEC = set(REQUIRED_SPEC) | set(DEFAULT_SPEC)
+BENCH_KEYS = {"path", "problem_field", "answer_field", "id_field", "limit"}
+FILTER_NAME = "all"
+
+
+def template_dir() -> Path:
+    """Where the task template and hooks live: ``$IBTPO_TASK_TEMPLATES`` or the repo's
+    ``pipelines/tasks``."""
+    env = os.environ.get("IBTPO_TASK_TEMPLATES")
+    d = Path(env) if env else Path(__file__).resolve().parents[2] / "pipelines" / "tasks"
+    if not (d / "ibtpo_math.yaml").is_file() or not (d / "utils.py").is_file():
+        raise FileNotFoundError(f"lm-eval task template not found in {d} (expected ibtpo_math.yaml and utils.py; "
+                                "set IBTPO_TASK_TEMPLATES to the repository's pipelines/tasks)")
+    return d
+
+
+def resolve_spec(spec: dict) -> dict:
+    """Validate the eval spec and fill in defaults; returns a new dict."""
+    missing = [k for k in REQUIRED_SPEC if k not in spec]
+    if missing:
+        raise ValueError(f"eval spec is missing {missing}")
+    unknown = set(spec) - KNOWN_SPEC
+    if unknown:
+        raise ValueError(f"eval spec has unknown keys {sorted(unknown)}; known: {sorted(KNOWN_SPEC)}")
+    s = {**DEFAULT_SPEC, **spec}
+    s["temperature"] = float(s["temperature"])
+    s["top_p"] = float(s["top_p"])
+    s["top_k"] = int(s["top_k"] or 0)
+    s["max_new_tokens"] = int(s["max_new_tokens"])
+    s["k"] = int(s["k"])
+    s["pass_at"] = sorted({int(j) for j in s["pass_at"]})
+    s["batch_size"] = int(s["batch_size"])
+    s["grader_timeout_s"] = float(s["grader_timeout_s"])
+    s["stop"] = [s["stop"]] if isinstance(s["stop"], str) else list(s["stop"] or [])
+    if "{problem}" not in s["prompt_template"]:
+        raise ValueError("eval spec prompt_template must contain {problem}")
+    try:
+        s["prompt_template"].format(problem="x")
+    except (KeyError, IndexError, ValueError) as e:
+        raise ValueError(f"eval spec prompt_template is not a format string with only {{problem}} "
+                         f"(escape literal braces as {{{{ }}}}): {e!r}") from e
+    if s["temperature"] <= 0:
+        raise ValueError("eval spec temperature must be > 0 (sampling; avg@k over k samples)")
+    if not 0 < s["top_p"] <= 1:
+        raise ValueError("eval spec top_p must be in (0, 1]")
+    if s["top_k"] < 0 or s["max_new_tokens"] < 1 or s["k"] < 1 or s["batch_size"] < 1:
+        raise ValueError("eval spec: top_k >= 0, max_new_tokens >= 1, k >= 1, batch_size >= 1")
+    if not s["pass_at"] or any(j < 1 or j > s["k"] for j in s["pass_at"]):
+        raise ValueError(f"eval spec pass_at must be a non-empty list of 1 <= j <= k={s['k']}")
+    return s
+
+
+def task_name(benchmark: str) -> str:
+    return "ibtpo_" + re.sub(r"[^A-Za-z0-9_]", "_", benchmark)
+
+
+def _answer_str(x) -> str:
+    if x is None:
+        raise ValueError("missing answer")
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, float) and math.isfinite(x) and x.is_integer():
+        return str(int(x))
+    return str(x).strip()
+
+
+def normalize_benchmark(bench: dict) -> list[dict]:
+    """Read a benchmark jsonl into ``[{"id", "problem", "answer"}]`` (all strings).
+
+    Field names come from the benchmark entry (``problem_field``, ``answer_field``, ``id_field``;
+    defaults problem / answer / id); a row without an id gets its 0-based line index. Integer-valued
+    float answers (``27.0``) become ``"27"``. ``limit`` keeps the first N rows.
+    """
+    unknown = set(bench) - BENCH_KEYS
+    if unknown:
+        raise ValueError(f"benchmark entry has unknown keys {sorted(unknown)}; known: {sorted(BENCH_KEYS)}")
+    path = Path(bench["path"])
+    if not path.is_file():
+        raise FileNotFoundError(f"benchmark file not found: {path}")
+    pf, af, idf = bench.get("problem_field", "problem"), bench.get("answer_field", "answer"), bench.get("id_field", "id")
+    rows = []
+    for i, line in enumerate(l for l in path.read_text().splitlines() if l.strip()):
+        d = json.loads(line)
+        if pf not in d or af not in d:
+            raise ValueError(f"{path}:{i + 1}: row lacks field {pf!r} or {af!r} (has {sorted(d)})")
+        rows.append({"id": str(d.get(idf, i)), "problem": str(d[pf]), "answer": _answer_str(d[af])})
+    limit = bench.get("limit")
+    if limit is not None:
+        rows = rows[: int(limit)]
+    if not rows:
+        raise ValueError(f"benchmark {path} has no problems")
+    ids = [r["id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"benchmark {path}: ids in field {idf!r} are not unique")
+    return rows
+
+
+def generation_kwargs(spec: dict) -> dict:
+    return {"until": list(spec["stop"]), "do_sample": True, "temperature": spec["temperature"],
+            "top_p": spec["top_p"], "top_k": spec["top_k"], "max_gen_toks": spec["max_new_tokens"]}
+
+
+def _q(x) -> str:
+    """A YAML scalar (JSON is a YAML subset)."""
+    return json.dumps(x)
+
+
+def task_yaml(name: str, template: Path, spec: dict) -> str:
+    metrics = [("avg@k", "mean")] + [(f"pass@{j}", "mean") for j in spec["pass_at"]]
+    lines = [
+        f"# Resolved by ibtpo.eval.tasks for one evaluation run; do not edit.",
+        f"include: {_q(str(template))}",
+        f"task: {_q(name)}",
+        "dataset_path: json",
+        "custom_dataset: !function utils.load_dataset",
+        "doc_to_text: !function utils.doc_to_text",
+        "doc_to_target: !function utils.doc_to_target",
+        "process_results: !function utils.process_results",
+        f"repeats: {spec['k']}",
+        f"generation_kwargs: {_q(generation_kwargs(spec))}",
+        "filter_list:",
+        f"  - name: {_q(FILTER_NAME)}",
+        "    filter:",
+        f"      - function: take_first_k",
+        f"        k: {spec['k']}",
+        "metric_list:",
+    ]
+    for m, agg in metrics:
+        lines += [f"  - metric: {_q(m)}", f"    aggregation: {agg}", "    higher_is_better: true"]
+    lines += ["  - metric: correct", "    aggregation: !function utils.total_correct", "    higher_is_better: true",
+              "  - metric: grader_timeouts", "    aggregation: !function utils.total", "    higher_is_better: false"]
+    return "\n".join(lines) + "\n"
+
+
+def write_tasks(benchmarks: dict[str, dict], spec: dict, tasks_dir: str | Path) -> dict[str, str]:
+    """Write one resolved task directory per benchmark under ``tasks_dir`` (replacing what was
+    there). Returns ``{benchmark name: lm-eval task name}``."""
+    spec = resolve_spec(spec)
+    tdir = template_dir()
+    tasks_dir = Path(tasks_dir)
+    if tasks_dir.exists():
+        shutil.rmtree(tasks_dir)
+    tasks_dir.mkdir(parents=True)
+    names = {}
+    for bench, entry in benchmarks.items():
+        name = task_name(bench)
+        if name in names.values():
+            raise ValueError(f"benchmark names collide after sanitising: {bench!r} -> {name!r}")
+        rows = normalize_benchmark(entry)
+        d = tasks_dir / name
+        d.mkdir()
+        (d / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (d / "eval_spec.json").write_text(json.dumps({**spec, "benchmark": bench}, indent=1))
+        shutil.copyfile(tdir / "utils.py", d / "utils.py")
+        (d / f"{name}.yaml").write_text(task_yaml(name, (tdir / "ibtpo_math.yaml").resolve(), spec))
+        names[bench] = name
+    return names

@@ -1,0 +1,60 @@
+import copy
+
+import pytest
+
+from ibtpo.config import ConfigError, load_config, resolve_extends, validate, PRESET_DIR
+import yaml
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return resolve_extends(yaml.safe_load((PRESET_DIR / "tiny.yaml").read_text()), PRESET_DIR / "tiny.yaml")
+
+
+def bad(cfg, path, value):
+    cfg = copy.deepcopy(cfg)
+    node = cfg
+    for k in path[:-1]:
+        node = node[k]
+    if value is DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return cfg
+
+
+DELETE = object()
+
+
+def test_presets_validate():
+    for name in ("tiny", "smoke"):
+        cfg = load_config(name)
+        assert cfg["preset"] == name
+    smoke = load_config("smoke")
+    assert smoke["method_defs"]["grpo"]["sampler"] == {"name": "chains", "G": 4}  # deep-merged over tiny
+    assert smoke["evaluation"]["benchmarks"] == ["arith_id", "arith_ops5", "arith_wide"]
+
+
+@pytest.mark.parametrize("path,value,message", [
+    (("unknown_key",), 1, r"<top level>: Additional properties are not allowed \('unknown_key'"),
+    (("methods",), ["grpo", "nope"], r"methods: unknown method 'nope'; defined in method_defs: \['grpo'\]"),
+    (("method_defs", "grpo", "sampler", "name"), "beam", r"method_defs.grpo.sampler.name: unknown sampler 'beam'; allowed: \["),
+    (("method_defs", "grpo", "advantage", "name"), "ppo", r"advantage.name: unknown advantage 'ppo'; allowed: \["),
+    (("train", "steps"), "20", r"train.steps: '20' is not of type 'integer'"),
+    (("train", "steps"), 0, r"train.steps: 0 is less than the minimum of 1"),
+    (("train", "checkpoint_every"), 3, r"train.checkpoint_every: 3 must divide train.steps \(20\)"),
+    (("evaluation", "benchmarks"), ["arith_id", "gsm8k"], r"evaluation.benchmarks: 'gsm8k' is not defined under data.benchmarks"),
+    (("evaluation", "pass_at"), [1, 8], r"evaluation.pass_at: 8 exceeds evaluation.k \(4\)"),
+    (("method_defs", "grpo", "loss", "aggregation"), "sum", r"aggregation: 'sum' is not one of \['token-mean'"),
+    (("rollout", "temperature"), 0, r"rollout.temperature: 0 is less than or equal to the minimum of 0"),
+    (("data", "train"), {"source": "jsonl"}, r"data.train.path: required for source 'jsonl'"),
+    (("train", "lr"), -1.0, r"train.lr: -1.0 is less than or equal to the minimum of 0"),
+])
+def test_bad_configs_are_refused_with_the_key(tiny, path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(bad(tiny, path, value))
+
+
+def test_missing_preset_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")

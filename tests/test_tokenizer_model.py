@@ -1,0 +1,37 @@
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+TEXT = "Compute (4+2)*3.\n4+2=6\n\n6*3=18\n\n  The answer is \\boxed{18}"
+
+
+def test_char_tokenizer_round_trip_keeps_spaces_and_newlines(tok, tmp_path):
+    ids = tok(TEXT, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(TEXT)  # one token per character
+    assert tok.decode(ids) == TEXT
+    tok.save_pretrained(tmp_path)
+    tok2 = AutoTokenizer.from_pretrained(tmp_path)
+    assert tok2(TEXT, add_special_tokens=False)["input_ids"] == ids
+    assert tok2.decode(ids) == TEXT
+    assert (tok2.eos_token_id, tok2.pad_token_id) == (tok.eos_token_id, tok.pad_token_id)
+
+
+def test_tiny_llama_reloads_offline(tok, tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    m2 = AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True)
+    assert m2.config.model_type == "llama"
+    x = torch.tensor([tok(TEXT)["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(tiny_model(x).logits, m2(x).logits, atol=1e-6)
+
+
+def test_sft_lowers_loss(tok):
+    from ibtpo.data.arithmetic import ArithmeticSpec, generate
+    from ibtpo.model.sft import sft
+    from ibtpo.model.tiny import build_tiny_llama
+
+    model = build_tiny_llama(tok, n_layer=1, d_model=32, n_head=2, d_mlp=64, max_positions=128)
+    hist = sft(model, tok, generate(ArithmeticSpec(n_ops=(2,)), 200, 0), "{problem}\n", steps=60, batch_size=16,
+               lr=3e-3, warmup=5, log=lambda *_: None, log_every=10)
+    assert hist[-1]["loss"] < 0.6 * hist[0]["loss"]
