@@ -46,11 +46,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench-dir", required=True)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("score-tree", help="IB-Score and IB-TPO advantages of a tree JSON (see ibtpo/score_tree.py)")
+    p.add_argument("tree")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--beta", type=float, default=5.0)
+    p.add_argument("--lam", type=float, default=0.1)
+    p.add_argument("--pi-mode", default="sibling", choices=["sibling", "length_norm", "raw"])
+    p.add_argument("--zero-parent", default="ratio", choices=["ratio", "laplace"])
     p = sub.add_parser("table1", help="results/table1.{csv,md} from evaluation files")
     p.add_argument("--rows", required=True, help="JSON: {method: {benchmark: [files per seed]}}")
     p.add_argument("--csv", required=True)
     p.add_argument("--md", required=True)
     args = ap.parse_args(argv)
+    if args.job == "score-tree":
+        from .score_tree import TreeFormatError, main as score_main
+
+        try:
+            print(score_main(args.tree, args.json, beta=args.beta, lam=args.lam, pi_mode=args.pi_mode,
+                             zero_parent=args.zero_parent))
+        except TreeFormatError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
 
     from .config import load_config
 

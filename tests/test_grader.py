@@ -19,6 +19,8 @@ import concurrent.futures
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -40,6 +42,9 @@ ADVERSARIAL = [
     ("5", ""),                                                # empty text
     ("5", "答案是 \U0001F600\u200b\ufeff\x00 ∑∫√ \\boxed{\u00e9\u2603} \U0010FFFF"),  # unicode junk
 ]
+# Cheap subset for the thread / process-pool runs (the point there is "works off the
+# main thread", the expensive inputs are covered from the main thread).
+ADVERSARIAL_SMALL = [pair for pair in ADVERSARIAL if len(pair[1]) < 1000]
 # A normal item after the adversarial ones: the grader must still work afterwards.
 CONTROL = ("\\frac{1}{2}", "so the answer is \\boxed{0.5}")
 
@@ -47,6 +52,13 @@ CONTROL = ("\\frac{1}{2}", "so the answer is \\boxed{0.5}")
 @pytest.fixture(scope="module")
 def g():
     with Grader(timeout_s=TIMEOUT_S) as gr:
+        yield gr
+
+
+@pytest.fixture(scope="module")
+def g_slow():
+    """Every item through math-verify in the worker."""
+    with Grader(timeout_s=5.0, fast_integer_path=False) as gr:
         yield gr
 
 
@@ -107,14 +119,10 @@ TYPICAL = "4+2=6\n\n2+11=13\n\nThe answer is \\boxed{36}"
     ("5", "", False),
     ("", "\\boxed{5}", False),
 ])
-def test_grade_correctness(g, fast, gold, pred, expected):
-    gr = g if fast else Grader(timeout_s=5.0, fast_integer_path=False)
-    try:
-        assert gr.grade(gold, pred) is expected
-        assert gr.grade_many([(gold, pred)]) == [expected]
-    finally:
-        if gr is not g:
-            gr.close()
+def test_grade_correctness(g, g_slow, fast, gold, pred, expected):
+    gr = g if fast else g_slow
+    assert gr.grade(gold, pred) is expected
+    assert gr.grade_many([(gold, pred)]) == [expected]
 
 
 def test_non_string_inputs(g):
@@ -199,10 +207,9 @@ def test_fast_path_agrees_with_math_verify():
         assert _math_verify_main_thread(gold, pred) is expected, (gold, pred)
 
 
-def test_fast_path_off_gives_same_answers():
-    with Grader(timeout_s=5.0, fast_integer_path=False) as gr:
-        got = gr.grade_many([(gd, p) for gd, p, _ in INTEGER_CASES])
-        assert gr.fast_path_hits == 0
+def test_fast_path_off_gives_same_answers(g_slow):
+    got = g_slow.grade_many([(gd, p) for gd, p, _ in INTEGER_CASES])
+    assert g_slow.fast_path_hits == 0
     assert got == [e for _, _, e in INTEGER_CASES]
 
 
@@ -243,12 +250,13 @@ def test_fast_path_is_fast_and_skips_worker():
 # Bounded time on adversarial inputs: main thread, other thread, process pool
 # ---------------------------------------------------------------------------------
 
-def _run_adversarial(gr: Grader, per_call_too: bool = False) -> dict:
-    """Grade ADVERSARIAL as one batch (and first one call at a time); report timings."""
+def _run_adversarial(gr: Grader, per_call_too: bool = False, items=None) -> dict:
+    """Grade the adversarial items as one batch (and first one call at a time)."""
+    items = ADVERSARIAL if items is None else items
     per_call = []
     t0 = gr.timeouts
     tower_timeouts = None
-    for gold, pred in (ADVERSARIAL if per_call_too else []):
+    for gold, pred in (items if per_call_too else []):
         before = gr.timeouts
         t = time.perf_counter()
         r = gr.grade(gold, pred)
@@ -256,18 +264,19 @@ def _run_adversarial(gr: Grader, per_call_too: bool = False) -> dict:
         if pred == TOWER:
             tower_timeouts = gr.timeouts - before
     t = time.perf_counter()
-    batch = gr.grade_many(ADVERSARIAL + [CONTROL])
+    batch = gr.grade_many(items + [CONTROL])
     batch_s = time.perf_counter() - t
-    return {"per_call": per_call, "batch": batch, "batch_s": batch_s,
+    return {"items": items, "per_call": per_call, "batch": batch, "batch_s": batch_s,
             "tower_timeouts": tower_timeouts, "timeouts": gr.timeouts - t0}
 
 
 def _check_adversarial(rep: dict) -> None:
-    for (r, dt), (_, pred) in zip(rep["per_call"], ADVERSARIAL):
+    items = rep["items"]
+    for (r, dt), (_, pred) in zip(rep["per_call"], items):
         assert r is False, pred[:40]
         assert dt < TIMEOUT_S + SLACK_S, (pred[:40], dt)
-    assert rep["batch"] == [False] * len(ADVERSARIAL) + [True]
-    assert rep["batch_s"] < len(ADVERSARIAL) * TIMEOUT_S + SLACK_S
+    assert rep["batch"] == [False] * len(items) + [True]
+    assert rep["batch_s"] < len(items) * TIMEOUT_S + SLACK_S
     if rep["per_call"]:
         assert rep["tower_timeouts"] == 1       # a genuine hang: always killed
         assert rep["timeouts"] >= 2             # the tower, once per call and once in the batch
@@ -280,9 +289,9 @@ def _adversarial_in_pool_worker(use_default: bool) -> dict:
     if use_default:
         gr = default_grader()          # inherited through fork: must have been reset
         gr.timeout_s = TIMEOUT_S
-        return _run_adversarial(gr)
+        return _run_adversarial(gr, items=ADVERSARIAL_SMALL)
     with Grader(timeout_s=TIMEOUT_S) as gr:
-        return _run_adversarial(gr)
+        return _run_adversarial(gr, items=ADVERSARIAL_SMALL)
 
 
 def test_adversarial_main_thread():
@@ -298,7 +307,7 @@ def test_adversarial_other_thread():
 
         def target():
             try:
-                box["rep"] = _run_adversarial(gr)
+                box["rep"] = _run_adversarial(gr, items=ADVERSARIAL_SMALL)
             except BaseException as e:  # pragma: no cover - reported below
                 box["err"] = e
 
@@ -331,12 +340,12 @@ def test_adversarial_process_pool(start_method):
 
 def test_timeout_then_rest_of_batch_and_counters():
     with Grader(timeout_s=TIMEOUT_S) as gr:
-        out = gr.grade_many([("5", TOWER), ("\\frac{1}{2}", "\\boxed{2/4}"), ("5", TOWER),
-                             ("\\sqrt{4}", "\\boxed{2}")])
-        assert out == [False, True, False, True]
-        assert gr.timeouts == 2
+        out = gr.grade_many([("\\sqrt{4}", "\\boxed{2}"), ("5", TOWER), ("\\frac{1}{2}", "\\boxed{2/4}"),
+                             ("\\frac{1}{3}", "\\boxed{2/4}")])
+        assert out == [True, False, True, False]
+        assert gr.timeouts == 1
         assert gr.calls == 4
-        assert gr.worker_starts == 3  # first start + one restart per timeout
+        assert gr.worker_starts == 2  # first start + one restart per timeout
         assert gr.last_startup_s is not None and gr.last_startup_s > 0
 
 
@@ -387,6 +396,49 @@ def test_threads_share_one_grader(g):
         assert results[t] == [True] * n_items + [True, False]
 
 
+def test_worker_outlives_the_thread_that_started_it():
+    with Grader(timeout_s=TIMEOUT_S) as gr:
+        th = threading.Thread(target=gr.grade, args=("\\frac{1}{2}", "\\boxed{0.5}"))
+        th.start()
+        th.join(timeout=60)
+        pid = gr._worker.proc.pid
+        time.sleep(0.3)
+        assert gr.grade("\\frac{1}{2}", "\\boxed{0.5}") is True
+        assert gr._worker.proc.pid == pid and gr.worker_starts == 1 and gr.worker_errors == 0
+
+
+_ORPHAN_SCRIPT = """
+from ibtpo.grader import Grader
+g = Grader(timeout_s=600)
+g.grade("x", "x")
+print(g._worker.proc.pid, flush=True)
+g.grade("5", {tower!r})
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_worker_dies_with_its_parent_even_when_stuck():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(grader_mod.__file__)))
+    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT.format(tower=TOWER)],
+                              stdout=subprocess.PIPE, text=True, cwd=repo)
+    try:
+        worker_pid = int(parent.stdout.readline())
+        time.sleep(0.5)  # the worker is now spinning on the tower
+        os.kill(worker_pid, 0)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker_pid, signal.SIGKILL)
+    pytest.fail("grader worker survived its parent")
+
+
 def test_close_and_context_manager():
     gr = Grader(timeout_s=TIMEOUT_S)
     with gr:
@@ -398,12 +450,11 @@ def test_close_and_context_manager():
     gr.close()  # idempotent
 
 
-def test_argument_order_is_gold_first():
+def test_argument_order_is_gold_first(g_slow):
     # math-verify is asymmetric for set-vs-relation: a relation gold accepts an interval
     # prediction, but an interval gold does not accept a relation prediction.
-    with Grader(timeout_s=5.0) as gr:
-        assert gr.grade("1<x<2", "\\boxed{(1,2)}") is True
-        assert gr.grade("(1,2)", "\\boxed{1<x<2}") is False
+    assert g_slow.grade("1<x<2", "\\boxed{(1,2)}") is True
+    assert g_slow.grade("(1,2)", "\\boxed{1<x<2}") is False
 
 
 def test_docstrings_state_the_contract():

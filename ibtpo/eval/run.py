@@ -8,8 +8,15 @@
     {"benchmark", "checkpoint", "model",
      "metrics": {"avg@k": .., "avg@<k>": .. (same value), "pass@1": .., "pass@4": ..},
      "n_problems", "k", "n_correct", "spec", "grader_timeouts",
-     "lm_eval": {"version", "task", "metrics"}, "seconds", "generation",
-     "samples": [{"id", "answer", "responses": [k strings], "correct": [k ints]}]}
+     "lm_eval": {"version", "task", "metrics"},
+     "seconds": {"imports_and_tasks", "model_load", "simple_evaluate"},   # whole run, all benchmarks
+     "generation": {"backend_calls", "tokens_generated", ...} | null,   # whole run; model="ibtpo" only
+     "samples": [{"id", "answer", "responses": [k strings], "correct": [k ints]}]}   # in data order
+
+``avg@k`` is the headline number (mean over problems of the share of correct samples; the key is
+literally ``avg@k``, ``k`` is reported alongside); ``pass@j`` is the unbiased estimator.
+The resolved lm-eval tasks are kept under ``out_dir/lm_eval_tasks/`` (rewritten by every call: run
+one evaluation per ``out_dir`` at a time).
 
 ``metrics`` are recomputed here from the per-sample ``correct`` lists (:func:`ibtpo.eval.metrics.aggregate`)
 and checked against the numbers lm-eval aggregated from the task's ``process_results``; a mismatch
@@ -21,6 +28,7 @@ is an error. Models: ``ibtpo`` (the project's sampler, :mod:`ibtpo.eval.lm_eval_
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -35,6 +43,19 @@ def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
+
+
+class _DropCustomKwargsHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Custom kwargs can be passed" not in record.getMessage()
+
+
+def _quiet_custom_dataset_warning() -> None:
+    """lm-eval warns about `--metadata` for every task that has a `custom_dataset` hook; ours
+    take no kwargs, so the hint is noise."""
+    lg = logging.getLogger("lm_eval.api.task")
+    if not any(isinstance(f, _DropCustomKwargsHint) for f in lg.filters):
+        lg.addFilter(_DropCustomKwargsHint())
 
 
 def model_arguments(model: str, checkpoint: str, spec: dict, seed: int, extra: dict | None = None) -> tuple[dict, int | str]:
@@ -92,6 +113,7 @@ def evaluate_checkpoint(checkpoint: str, benchmarks: dict[str, dict], spec: dict
 
     if threads:
         torch.set_num_threads(int(threads))
+    _quiet_custom_dataset_warning()
     t_setup = time.perf_counter()
     lm = model
     if model == "ibtpo":
@@ -162,3 +184,41 @@ def evaluate_checkpoint(checkpoint: str, benchmarks: dict[str, dict], spec: dict
         _write_json(out / f"{bench}.json", result)
         results[bench] = result
     return results
+
+
+def _load_obj(arg: str) -> dict:
+    """A JSON/YAML file path, or an inline JSON object."""
+    p = Path(arg)
+    if p.is_file():
+        text = p.read_text()
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(text)
+        return json.loads(text)
+    return json.loads(arg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m ibtpo.eval.run --checkpoint DIR --benchmarks B --spec S --out DIR [...]``;
+    ``B`` and ``S`` are JSON/YAML files or inline JSON objects."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m ibtpo.eval.run", description=main.__doc__)
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--benchmarks", required=True, help="{name: {path, problem_field?, answer_field?, id_field?, limit?}}")
+    ap.add_argument("--spec", required=True, help="the eval spec (see ibtpo.eval.tasks.resolve_spec)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="ibtpo", choices=MODELS)
+    ap.add_argument("--threads", type=int, default=None)
+    a = ap.parse_args(argv)
+    res = evaluate_checkpoint(a.checkpoint, _load_obj(a.benchmarks), _load_obj(a.spec), a.out, device=a.device,
+                              seed=a.seed, model=a.model, threads=a.threads)
+    for name, r in res.items():
+        print(name, json.dumps(r["metrics"]), f"n={r['n_problems']} k={r['k']} timeouts={r['grader_timeouts']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -63,8 +63,11 @@ class GenerationBackend(abc.ABC):
 
     @abc.abstractmethod
     def generate(self, prefixes: Sequence[Sequence[int]], n: int, params: SamplingParams,
-                 seed: int | None = None) -> list[list[Completion]]:
-        """``n`` continuations of each prefix: ``out[i][j]`` is the j-th sample of prefix i."""
+                 seed: int | None = None, max_new: Sequence[int] | None = None) -> list[list[Completion]]:
+        """``n`` continuations of each prefix: ``out[i][j]`` is the j-th sample of prefix i.
+
+        ``max_new[i]`` (optional) caps prefix i's continuations below ``params.max_new_tokens``
+        (tree samplers keep a whole response within the budget when continuing a deep node)."""
 
     def sync_weights(self, model) -> None:  # noqa: B027 - optional hook
         """Make the backend sample from ``model``'s current weights (no-op when it shares them)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .backend import GenerationBackend, SamplingParams
+from .backend import Completion, GenerationBackend, SamplingParams
+from .steps import split_steps
 from .tree import Tree
 
 
@@ -22,6 +23,14 @@ class RolloutContext:
 
     def decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def add_steps(self, tree: Tree, parent: int, c: Completion) -> int:
+        """Add a continuation of ``parent`` as a path of step nodes (split at ``"\\n\\n"``); returns the leaf."""
+        pieces = [self.tokenizer.decode([t], skip_special_tokens=True) for t in c.token_ids]
+        node = parent
+        for a, b in split_steps(c.token_ids, pieces):
+            node = tree.add_node(node, c.token_ids[a:b], c.logprobs[a:b], c.entropies[a:b], "".join(pieces[a:b]))
+        return node
 
     def grade_leaves(self, leaves: list[tuple[Tree, int, str]]) -> None:
         """Grade each new leaf on its full response text (root to leaf) and update its tree."""

@@ -54,7 +54,7 @@ class HFBackend(GenerationBackend):
 
     @torch.no_grad()
     def generate(self, prefixes: Sequence[Sequence[int]], n: int, params: SamplingParams,
-                 seed: int | None = None) -> list[list[Completion]]:
+                 seed: int | None = None, max_new: Sequence[int] | None = None) -> list[list[Completion]]:
         t0 = time.perf_counter()
         if not prefixes:
             return []
@@ -84,12 +84,15 @@ class HFBackend(GenerationBackend):
 
         total = len(prefixes) * n
         rows = torch.arange(total, device=self.device)  # live row -> output index
+        caps = [min(params.max_new_tokens, max_new[i // n]) if max_new is not None else params.max_new_tokens
+                for i in range(total)]
+        limit = torch.tensor(caps, device=self.device)
         tokens = [[] for _ in range(total)]
         lps = [[] for _ in range(total)]
         ents = [[] for _ in range(total)]
         reason = ["length"] * total
         generated = 0
-        for step in range(params.max_new_tokens):
+        for step in range(max(caps)):
             tok, lp, ent = sample_next(logits, params, gen)
             generated += len(rows)
             for r, t, l, e in zip(rows.tolist(), tok.tolist(), lp.tolist(), ent.tolist()):
@@ -99,7 +102,8 @@ class HFBackend(GenerationBackend):
             done = torch.isin(tok, stop)
             for r in rows[done].tolist():
                 reason[r] = "stop"
-            if step == params.max_new_tokens - 1:
+            done |= limit[rows] <= step + 1
+            if step == max(caps) - 1:
                 break
             if done.any():
                 keep = (~done).nonzero().squeeze(-1)

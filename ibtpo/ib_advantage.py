@@ -1,0 +1,48 @@
+"""The IB-TPO advantage (METHOD.md §4), per step node ``s`` with parent ``s_p``::
+
+    A_GL(s) = (p_hat(s) - p_hat(root)) / std(rewards of the tree's G trajectories)
+    A_IB(s) = (p_hat(s) / p_hat(s_p) - (1 + 1/beta)) * pi_old(s)
+    A(s)    = A_GL(s) + lam * A_IB(s)            beta = 5, lam = 0.1 (reported)
+
+Every token of step ``s`` gets ``A(s)``; the tree is flattened into its root-to-leaf trajectories.
+``pi_old`` is the behaviour policy's step probability, normalised as in :mod:`ibtpo.ib_score`
+(``pi_mode``), and the ratio follows its ``zero_parent`` rule. Choices: ``std = 0 -> A_GL := 0``;
+``std_ddof = 1`` (as the GRPO baseline); ``shared_prefix_weighting`` (default off) multiplies a
+node's advantage by ``1/sqrt(number of trajectories through it)`` as TreeRL does.
+On independent chains (depth-one trees) the root is the only branching node.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .ib_score import child_pi, value_ratio
+from .registry import register_advantage
+from .rollout.tree import Tree
+from .trajectories import broadcast_node_values
+
+
+def ib_node_advantages(tree: Tree, beta: float = 5.0, lam: float = 0.1, pi_mode: str = "sibling",
+                       zero_parent: str = "ratio", std_ddof: int = 1) -> dict[int, dict[str, float]]:
+    """``{node: {"A_GL", "A_IB", "A", "pi"}}`` for every non-root node."""
+    rewards = np.array(tree.rewards(), dtype=np.float64)
+    std = rewards.std(ddof=std_ddof) if len(rewards) > std_ddof else 0.0
+    root_v = tree.p_hat(0)
+    out = {}
+    for parent in (n for n in tree.nodes if n.children):
+        for child, pi in zip(parent.children, child_pi(tree, parent.id, pi_mode)):
+            a_gl = (tree.p_hat(child) - root_v) / std if std > 0 else 0.0
+            a_ib = (value_ratio(tree, child, parent.id, zero_parent) - (1 + 1 / beta)) * pi
+            out[child] = {"A_GL": a_gl, "A_IB": a_ib, "A": a_gl + lam * a_ib, "pi": float(pi)}
+    return out
+
+
+@register_advantage("ibtpo")
+def ibtpo_advantage(tree: Tree, beta: float = 5.0, lam: float = 0.1, pi_mode: str = "sibling",
+                    zero_parent: str = "ratio", std_ddof: int = 1, shared_prefix_weighting: bool = False):
+    adv = ib_node_advantages(tree, beta, lam, pi_mode, zero_parent, std_ddof)
+    values = {n: a["A"] / (math.sqrt(tree.nodes[n].n_leaves) if shared_prefix_weighting else 1.0)
+              for n, a in adv.items()}
+    return broadcast_node_values(tree, values)

@@ -1,0 +1,105 @@
+"""IBTree: IB-guided tree sampling (METHOD.md §3), parameters ``(B0, L, K, B)``.
+
+1. Round 1: ``B0`` complete responses from the root, each split into step nodes.
+2. Rounds 2..L: score every non-leaf node (root included) from its current children, pick the
+   top-``K`` (ties broken by the seeded RNG; a node may be picked again in a later round), sample
+   ``B`` continuations of each picked node's prefix to the end, add them as new step paths, grade
+   the new leaves (ancestors' ``p_hat`` update on the tree).
+
+Trajectories per problem ``G = B0 + (L-1)*K*B``; the paper's ``(4, 9, 1, 1)`` gives ``G = 12``.
+Rounds are sequential within a problem and batched across problems: one backend call per round
+for the whole batch. A continuation's budget is ``max_new_tokens`` minus the tokens already on
+its path, so no trajectory is longer than a chain. Token accounting is on the tree: a branch
+pays only for the tokens it generates after its fork.
+
+Prefix reuse: the HF backend re-encodes a picked node's prefix (one batched prefill per round).
+On the tiny CPU model a prefill of ~100 tokens costs about one decode step, far less than
+keeping and re-indexing per-node KV caches across rounds, so no cache is kept between rounds;
+vLLM's prefix caching reuses prefixes at scale.
+
+``selection: random`` (uniform over non-leaf nodes, seeded) gives the random-tree baseline on the
+same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ib_score import PI_MODES, ZERO_PARENT, ib_score, non_leaf_nodes
+from ..registry import register_sampler
+from .context import RolloutContext
+from .tree import Tree
+
+SELECTIONS = ("ib", "random")
+
+
+def pick_nodes(tree: Tree, k: int, rng: np.random.Generator, selection: str = "ib", beta: float = 5.0,
+               pi_mode: str = "sibling", zero_parent: str = "ratio", budget: int | None = None) -> list[int]:
+    """The top-``k`` non-leaf nodes by IB-Score (or ``k`` uniformly random ones); ties by ``rng``.
+
+    With ``budget``, nodes whose prefix already uses the whole token budget are not candidates."""
+    cands = [n for n in non_leaf_nodes(tree)
+             if budget is None or len(tree.prefix_ids(n)) - len(tree.prompt_ids) < budget]
+    if not cands:
+        return []
+    noise = rng.random(len(cands))
+    if selection == "random":
+        order = np.argsort(noise)
+    elif selection == "ib":
+        scores = np.array([ib_score(tree, n, beta, pi_mode, zero_parent) for n in cands])
+        order = np.lexsort((noise, -scores))  # by score descending, then by random tie-break
+    else:
+        raise ValueError(f"unknown node selection {selection!r}; allowed: {list(SELECTIONS)}")
+    return [cands[i] for i in order[:k]]
+
+
+@register_sampler("ibtree")
+@dataclass
+class IBTreeSampler:
+    B0: int = 4
+    L: int = 9
+    K: int = 1
+    B: int = 1
+    beta: float = 5.0
+    pi_mode: str = "sibling"
+    zero_parent: str = "ratio"
+    selection: str = "ib"
+
+    def __post_init__(self):
+        for name in ("B0", "L", "K", "B"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"sampler.{name} must be >= 1 (got {getattr(self, name)})")
+        if self.pi_mode not in PI_MODES:
+            raise ValueError(f"sampler.pi_mode: {self.pi_mode!r}; allowed: {list(PI_MODES)}")
+        if self.zero_parent not in ZERO_PARENT:
+            raise ValueError(f"sampler.zero_parent: {self.zero_parent!r}; allowed: {list(ZERO_PARENT)}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"sampler.selection: {self.selection!r}; allowed: {list(SELECTIONS)}")
+
+    @property
+    def G(self) -> int:
+        return self.B0 + (self.L - 1) * self.K * self.B
+
+    def sample(self, problems: list[dict], ctx: RolloutContext, seed: int) -> list[Tree]:
+        rng = np.random.default_rng(seed)
+        trees = [ctx.new_tree(p) for p in problems]
+        self._expand(ctx, [(t, 0) for t in trees], self.B0, seed)
+        budget = ctx.params.max_new_tokens
+        for rnd in range(2, self.L + 1):
+            picks = [(t, n) for t in trees for n in pick_nodes(t, self.K, rng, self.selection, self.beta,
+                                                               self.pi_mode, self.zero_parent, budget)]
+            self._expand(ctx, picks, self.B, seed + rnd)
+        return trees
+
+    @staticmethod
+    def _expand(ctx: RolloutContext, picks: list[tuple[Tree, int]], n: int, seed: int) -> None:
+        if not picks:
+            return
+        prefixes = [t.prefix_ids(node) for t, node in picks]
+        used = [len(p) - len(t.prompt_ids) for p, (t, _) in zip(prefixes, picks)]
+        outs = ctx.backend.generate(prefixes, n, ctx.params, seed=seed,
+                                    max_new=[ctx.params.max_new_tokens - u for u in used])
+        leaves = [(t, ctx.add_steps(t, node, c), c.finish_reason) for (t, node), cs in zip(picks, outs) for c in cs]
+        ctx.grade_leaves(leaves)
