@@ -295,16 +295,22 @@ def main(argv=None) -> float:
         print(f"{r['step']:>4} {o['time']:8.2f} {t['time']:8.2f} {o['len']:9.1f} {t['len']:8.1f} "
               f"{o['tokens']:9d} {t['len'] * n:8.0f} {n * t['max_len']:14.0f}")
 
-    print("\n# median breakdown, ms per step")
-    print("ours: generate   grade   other_sample  ref_logp  policy_fwd+bwd+opt(+rest)   total")
-    o_gen, o_grade, o_tg = med("ours", "generate"), med("ours", "grade"), med("ours", "time_gen")
-    o_ref, o_tot = med("ours", "ref_logp"), med("ours", "time")
-    print(f"     {fmt_ms(o_gen)} {fmt_ms(o_grade)} {fmt_ms(o_tg - o_gen - o_grade):>13} {fmt_ms(o_ref):>9} "
-          f"{fmt_ms(o_tot - o_tg - o_ref):>27} {fmt_ms(o_tot)}")
-    print("trl:  generate   grade   other_rollout(ref_logp,adv)  update(fwd+bwd+opt+rest)   total")
-    t_gen, t_grade, t_roll, t_tot = med("trl", "generate"), med("trl", "grade"), med("trl", "rollout"), med("trl", "time")
-    print(f"     {fmt_ms(t_gen)} {fmt_ms(t_grade)} {fmt_ms(t_roll - t_gen - t_grade):>28} "
-          f"{fmt_ms(t_tot - t_roll):>25} {fmt_ms(t_tot)}")
+    # derived parts per step first, then medians (medians of parts need not add up to the median total)
+    for r in timed:
+        o, t = r["ours"], r["trl"]
+        o["other_sample"] = o["time_gen"] - o.get("generate", 0.0) - o.get("grade", 0.0)
+        o["update_rest"] = o["time"] - o["time_gen"] - o.get("ref_logp", 0.0)
+        t["other_rollout"] = t.get("rollout", 0.0) - t.get("generate", 0.0) - t.get("grade", 0.0)
+        t["update_rest"] = t["time"] - t.get("rollout", 0.0)
+    print("\n# median breakdown, ms per step (median of each part)")
+    print("ours: generate    grade  other_sample  ref_logp  policy_fwd+bwd+opt(+rest)     total")
+    print("     " + " ".join(f"{fmt_ms(med('ours', k)):>{w}}" for k, w in
+                            (("generate", 8), ("grade", 8), ("other_sample", 13), ("ref_logp", 9),
+                             ("update_rest", 26), ("time", 9))))
+    print("trl:  generate    grade  other_rollout(ref_logp,adv)  update(fwd+bwd+opt+rest)     total")
+    print("     " + " ".join(f"{fmt_ms(med('trl', k)):>{w}}" for k, w in
+                            (("generate", 8), ("grade", 8), ("other_rollout", 28), ("update_rest", 25),
+                             ("time", 9))))
 
     o_len, t_len = statistics.mean(r["ours"]["len"] for r in timed), statistics.mean(r["trl"]["len"] for r in timed)
     print(f"\nmean completion length: ours {o_len:.1f}  trl {t_len:.1f} tokens "

@@ -50,17 +50,17 @@ def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
     r = snakemake(workdir, "--cores", "2", "results/table1.csv", "--config", "preset=smoke")
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     df = pd.read_csv(workdir / "results" / "table1.csv")
-    assert list(df["method"]) == ["base", "grpo"]
+    assert list(df["method"]) == ["base", "grpo", "ibtpo"]
     for col in ("arith_id", "arith_ops5", "arith_wide", "Avg"):
         assert df[col].between(0, 100).all()
     md = (workdir / "results" / "table1.md").read_text()
-    assert "| GRPO |" in md and "Base model" in md
+    assert "| GRPO |" in md and "| IB-TPO |" in md and "Base model" in md
     run = workdir / "results" / "smoke" / "runs" / "grpo" / "seed0"
     for f in ("config.yaml", "provenance.json", "metrics.jsonl"):
         assert (run / f).exists(), f
     evals = sorted(p.relative_to(workdir / "results" / "smoke" / "eval").as_posix()
                    for p in (workdir / "results" / "smoke" / "eval").rglob("*.json"))
-    assert len(evals) == 3 * 3  # base + steps 2 and 4, three benchmarks each
+    assert len(evals) == 3 * (1 + 2 * 2)  # base + 2 methods x steps 2 and 4, three benchmarks each
     again = snakemake(workdir, "--cores", "2", "results/table1.csv", "--config", "preset=smoke")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -143,7 +143,7 @@ def _q(x) -> str:
 def task_yaml(name: str, template: Path, spec: dict) -> str:
     metrics = [("avg@k", "mean")] + [(f"pass@{j}", "mean") for j in spec["pass_at"]]
     lines = [
-        f"# Resolved by ibtpo.eval.tasks for one evaluation run; do not edit.",
+        "# Resolved by ibtpo.eval.tasks for one evaluation run; do not edit.",
         f"include: {_q(str(template))}",
         f"task: {_q(name)}",
         "dataset_path: json",
@@ -156,7 +156,7 @@ def task_yaml(name: str, template: Path, spec: dict) -> str:
         "filter_list:",
         f"  - name: {_q(FILTER_NAME)}",
         "    filter:",
-        f"      - function: take_first_k",
+        "      - function: take_first_k",
         f"        k: {spec['k']}",
         "metric_list:",
     ]

@@ -1,0 +1,1 @@
+"""Analyses over checkpoints: branching statistics (table 3)."""
