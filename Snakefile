@@ -38,8 +38,10 @@ if not Path(CONFIG_FILE).exists() or Path(CONFIG_FILE).read_text() != _text:
 
 
 def section(*keys):
-    """A config section as a rule param: editing it reruns exactly the jobs that depend on it."""
-    return json.dumps({k: CFG[k] for k in keys}, sort_keys=True)
+    """A config section as a rule param: editing it reruns exactly the jobs that depend on it.
+    (A function, so snakemake does not read the braces of e.g. the prompt template as wildcards.)"""
+    text = json.dumps({k: CFG[k] for k in keys}, sort_keys=True)
+    return lambda wildcards: text
 
 
 wildcard_constraints:
