@@ -61,3 +61,4 @@ rule all:
     default_target: True
     input:
         "results/table1.csv",
+        "results/table3.csv",

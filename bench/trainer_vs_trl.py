@@ -3,7 +3,8 @@
 Both trainers start from their own copy of the same initial weights (the default 4-layer, d_model 128
 char-level tiny Llama, or ``--base DIR``) and do the same work per step:
 
-* 16 problems x G=8 completions (``ibtpo.data.arithmetic``; prompt ``"{problem}\\n"``), sampled at
+* 16 problems x G=8 completions (``ibtpo.data.arithmetic``; prompt ``"{problem}\\n"``; step k of both
+  uses the same 16 problems: TRL reads them in our per-step order, unshuffled), sampled at
   temperature 1.0, top_p 1.0, no top-k, at most ``--max-new-tokens`` (96) new tokens, stop at ``<eos>``;
 * reward = the project's grader (``Grader.grade_many([(gold, completion), ...])``, gold first; one
   ``Grader`` per trainer), group-normalised advantages (sample std, ddof=1);
@@ -159,7 +160,7 @@ def trl_config(args, workdir: Path, max_steps: int):
         use_cpu=True, bf16=False, fp16=False,
         report_to="none", save_strategy="no", eval_strategy="no",
         logging_steps=10**6, disable_tqdm=True, log_completions=False,
-        max_steps=max_steps, seed=args.seed, dataloader_num_workers=0,
+        max_steps=max_steps, seed=args.seed, dataloader_num_workers=0, shuffle_dataset=False,
         # one optimizer step == one generation batch of problems x G completions, one micro-batch
         per_device_train_batch_size=n, gradient_accumulation_steps=1, steps_per_generation=None,
         generation_batch_size=None, num_generations=args.G, num_iterations=1,
@@ -178,24 +179,29 @@ def trl_config(args, workdir: Path, max_steps: int):
     )
 
 
-def build_trl(args, base: str, problems: list[dict], workdir: Path, max_steps: int, clock: Clock, callback):
+def build_trl(args, base: str, problems: list[dict], workdir: Path, max_steps: int, clock: Clock, callback,
+              seen_prompts: list):
     from datasets import Dataset
     from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOTrainer
 
     from ibtpo.grader import Grader
+    from ibtpo.trainer import problems_for_step
 
     grader = Grader()
 
     def ibtpo_grader_reward(prompts, completions, answer, **kwargs):
+        seen_prompts.append(list(prompts))
         # gold first, completion second; one batched call, as our trainer's RolloutContext does
         return [1.0 if ok else 0.0 for ok in grader.grade_many(list(zip(answer, completions)))]
 
     tok = AutoTokenizer.from_pretrained(base, padding_side="left", truncation_side="left")
     model = load_model(base)  # its own copy; TRL builds the reference model from the same dir
-    ds = Dataset.from_dict({"prompt": [f"{p['problem']}\n" for p in problems],
-                            "answer": [p["answer"] for p in problems]})
+    # TRL step k sees the same 16 problems as our step k: the dataset is our per-step problem order,
+    # read sequentially (shuffle_dataset=False); only the sampled completions differ between the two
+    order = [problems[i] for k in range(max_steps) for i in problems_for_step(len(problems), args.problems, args.seed, k)]
+    ds = Dataset.from_dict({"prompt": [f"{p['problem']}\n" for p in order], "answer": [p["answer"] for p in order]})
     trainer = GRPOTrainer(model=model, reward_funcs=ibtpo_grader_reward, args=trl_config(args, workdir, max_steps),
                           train_dataset=ds, processing_class=tok, callbacks=[callback])
     trainer.remove_callback(PrinterCallback)
@@ -218,7 +224,7 @@ def main(argv=None) -> float:
     from ibtpo.data.arithmetic import ArithmeticSpec, generate
 
     total = args.warmup + args.rounds
-    n_pool = max(512, args.problems * (total + 1))  # no TRL epoch boundary inside the run
+    n_pool = max(512, args.problems * (total + 1))
     problems = generate(ArithmeticSpec(), n_pool, args.data_seed)
     workdir = Path(tempfile.mkdtemp(prefix="bench_trainer_vs_trl_"))
     base = prepare_base(args, workdir)
@@ -260,7 +266,8 @@ def main(argv=None) -> float:
             self.mark = time.perf_counter()
 
     cb = Interleave()
-    trl, trl_grader = build_trl(args, base, problems, workdir, total, trl_clock, cb)
+    trl_prompts: list[list[str]] = []
+    trl, trl_grader = build_trl(args, base, problems, workdir, total, trl_clock, cb, trl_prompts)
     cb.trainer = trl
     n = args.problems * args.G
     print(f"# setting: {args.problems} problems x G={args.G} = {n} completions/step, max_new_tokens "
@@ -312,8 +319,14 @@ def main(argv=None) -> float:
                             (("generate", 8), ("grade", 8), ("other_rollout", 28), ("update_rest", 25),
                              ("time", 9))))
 
+    from ibtpo.trainer import problems_for_step
+
+    same = all(sorted(set(ps)) == sorted({f"{problems[i]['problem']}\n" for i in
+                                          problems_for_step(len(problems), args.problems, args.seed, k)})
+               and len(ps) == n for k, ps in enumerate(trl_prompts))
+    print(f"\nsame {args.problems} problems per step on both sides: {'yes' if same else 'NO'}")
     o_len, t_len = statistics.mean(r["ours"]["len"] for r in timed), statistics.mean(r["trl"]["len"] for r in timed)
-    print(f"\nmean completion length: ours {o_len:.1f}  trl {t_len:.1f} tokens "
+    print(f"mean completion length: ours {o_len:.1f}  trl {t_len:.1f} tokens "
           f"(TRL's HF generate decodes all {n} rows until the longest finishes: "
           f"mean max length {statistics.mean(r['trl']['max_len'] for r in timed):.1f})")
     print(f"mean reward: ours {statistics.mean(r['ours']['reward'] for r in timed):.3f}  "

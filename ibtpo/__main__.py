@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lam", type=float, default=0.1)
     p.add_argument("--pi-mode", default="sibling", choices=["sibling", "length_norm", "raw"])
     p.add_argument("--zero-parent", default="ratio", choices=["ratio", "laplace"])
+    p = sub.add_parser("table3", help="branching statistics: chains G=8/12 vs IBTree on base and trained policy")
+    p.add_argument("--base", required=True)
+    p.add_argument("--trained", required=True, help="checkpoint dir or a train job's marker file")
+    p.add_argument("--trained-label", default="trained")
+    p.add_argument("--problems", required=True)
+    p.add_argument("--n-problems", type=int, default=64)
+    p.add_argument("--csv", required=True)
     p = sub.add_parser("table1", help="results/table1.{csv,md} from evaluation files")
     p.add_argument("--rows", required=True, help="JSON: {method: {benchmark: [files per seed]}}")
     p.add_argument("--csv", required=True)
@@ -99,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
 
         ckpt = args.checkpoint or evaluate.checkpoint_of(args.marker)
         evaluate.run(cfg, ckpt, args.bench_dir, args.out_dir, seed=args.seed)
+    elif args.job == "table3":
+        from .jobs import evaluate, table3
+
+        trained = evaluate.checkpoint_of(args.trained) if args.trained.endswith(".json") else args.trained
+        df = table3.run(cfg, {"base": args.base, args.trained_label: trained}, args.problems, args.csv,
+                        n_problems=args.n_problems)
+        print(df.to_string(index=False))
     elif args.job == "table1":
         from .jobs import table1
 

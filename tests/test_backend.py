@@ -34,7 +34,7 @@ def test_generation_is_deterministic_given_seed(tok, tiny_model):
 
 def test_stop_token_ends_a_sample():
     class FixedLM(torch.nn.Module):  # always predicts token 3 then (after seeing 3) token 1 = eos
-        def forward(self, input_ids, cache=None, **kw):
+        def forward(self, input_ids, **kw):
             logits = torch.full((*input_ids.shape, 5), -1e9)
             logits[..., 3] = 0
             logits[input_ids == 3, :] = -1e9

@@ -51,8 +51,10 @@ def test_bad_config_fails_before_any_job(workdir):
 
 @pytest.mark.slow
 def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
-    r = snakemake(workdir, "--cores", "2", "results/table1.csv", "--config", "preset=smoke")
+    r = snakemake(workdir, "--cores", "2", "results/table1.csv", "results/table3.csv", "--config", "preset=smoke")
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    t3 = pd.read_csv(workdir / "results" / "table3.csv")
+    assert list(t3["G"]) == [8, 12, 12] * 2 and set(t3["policy"]) == {"base", "ibtpo@4"}
     df = pd.read_csv(workdir / "results" / "table1.csv")
     assert list(df["method"]) == ["base", "grpo", "ibtpo"]
     for col in ("arith_id", "arith_ops5", "arith_wide", "Avg"):
@@ -65,6 +67,6 @@ def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
     evals = sorted(p.relative_to(workdir / "results" / "smoke" / "eval").as_posix()
                    for p in (workdir / "results" / "smoke" / "eval").rglob("step_*/*.json"))
     assert len(evals) == 3 * (1 + 2 * 2)  # base + 2 methods x steps 2 and 4, three benchmarks each
-    again = snakemake(workdir, "--cores", "2", "results/table1.csv", "--config", "preset=smoke")
+    again = snakemake(workdir, "--cores", "2", "results/table1.csv", "results/table3.csv", "--config", "preset=smoke")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr

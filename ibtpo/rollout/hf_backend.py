@@ -11,10 +11,19 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
+import inspect
+
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, PreTrainedModel
 
 from .backend import Completion, GenerationBackend, GenerationStats, SamplingParams
+
+
+def cache_keyword(model) -> str:
+    """Recent transformers 5.x take ``cache=`` (``past_key_values=`` is deprecated); older releases
+    only know ``past_key_values`` and would silently drop ``cache=``."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None):
@@ -48,9 +57,11 @@ class HFBackend(GenerationBackend):
         self.pad_token_id = pad_token_id
         self.device = torch.device(device)
         self.stats = GenerationStats()
+        self._cache_kw = cache_keyword(model)
 
     def sync_weights(self, model) -> None:
         self.model = model
+        self._cache_kw = cache_keyword(model)
 
     @torch.no_grad()
     def generate(self, prefixes: Sequence[Sequence[int]], n: int, params: SamplingParams,
@@ -73,7 +84,10 @@ class HFBackend(GenerationBackend):
         ids, mask = ids.to(self.device), mask.to(self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **{self._cache_kw: cache})
+        if isinstance(self.model, PreTrainedModel) and cache.get_seq_length() != width:
+            raise RuntimeError(f"the model did not fill the KV cache (argument {self._cache_kw!r}); "
+                               "this transformers version is not supported by the HF backend")
         logits = out.logits[:, -1, :]
         if n > 1:
             cache.batch_repeat_interleave(n)
@@ -113,7 +127,7 @@ class HFBackend(GenerationBackend):
                 rows, tok, mask, next_pos = rows[keep], tok[keep], mask[keep], next_pos[keep]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
             out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                             cache=cache, use_cache=True)
+                             use_cache=True, **{self._cache_kw: cache})
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
         if was_training:
