@@ -91,6 +91,7 @@ def main():
         timers = Timers()
         orig = [(ibtree, "pick_nodes", timers.wrap(ibtree, "pick_nodes")),
                 (context_mod.RolloutContext, "add_steps", timers.wrap(context_mod.RolloutContext, "add_steps"))]
+        registry.load_plugins()
         adv = registry.ADVANTAGES["ibtpo"]
 
         def timed_adv(tree, **kw):
