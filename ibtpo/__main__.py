@@ -14,6 +14,13 @@ import sys
 from pathlib import Path
 
 
+def _quiet_transformers() -> None:
+    """No per-file progress bars from transformers in job logs (our own per-step lines remain)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _threads(n: int | None) -> None:
     if n:
         import torch
@@ -80,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(args.config)
     _threads(args.threads or cfg.get("threads_per_job"))
+    if args.job not in ("make-data", "table1"):
+        _quiet_transformers()
     if args.job == "make-data":
         from .jobs import make_data
 

@@ -23,23 +23,28 @@ import torch
 AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 
 
-def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str, norm_len: int | None = None) -> torch.Tensor:
+def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str, norm_len: int | None = None,
+              n_tokens: float | None = None, n_seqs: float | None = None) -> torch.Tensor:
     """Reduce per-token values to a scalar.
 
     - ``token-mean``: ``sum(v * m) / sum(m)`` over the whole batch (every token weighs the same).
     - ``seq-mean-token-mean``: mean over sequences of each sequence's token mean (GRPO paper).
     - ``seq-mean-token-sum-norm``: mean over sequences of ``sum_t v_t / norm_len`` with a constant
       ``norm_len`` (Dr. GRPO; default the mask width, i.e. max response length).
+
+    ``n_tokens`` / ``n_seqs`` replace the batch's own token / sequence counts as denominators, so a
+    batch split into chunks gives chunk losses that sum exactly to the whole batch's loss.
     """
     mask = mask.to(values.dtype)
     if mode == "token-mean":
-        return (values * mask).sum() / mask.sum().clamp(min=1)
+        return (values * mask).sum() / (n_tokens if n_tokens is not None else mask.sum().clamp(min=1))
+    n_seqs = n_seqs if n_seqs is not None else values.shape[0]
     if mode == "seq-mean-token-mean":
         per_seq = (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
-        return per_seq.mean()
+        return per_seq.sum() / n_seqs
     if mode == "seq-mean-token-sum-norm":
         n = norm_len or values.shape[-1]
-        return ((values * mask).sum(-1) / n).mean()
+        return ((values * mask).sum(-1) / n).sum() / n_seqs
     raise ValueError(f"unknown loss aggregation {mode!r}; allowed: {list(AGGREGATIONS)}")
 
 
@@ -60,19 +65,23 @@ def kl_k3(logp, ref_logp):
 
 
 def policy_loss(logp, old_logp, adv, mask, *, eps_low=0.2, eps_high=0.2, aggregation="token-mean",
-                ref_logp=None, kl_coef=0.0, entropy=None, entropy_coef=0.0, norm_len=None):
-    """Total loss and its parts (detached floats) for logging."""
+                ref_logp=None, kl_coef=0.0, entropy=None, entropy_coef=0.0, norm_len=None,
+                n_tokens=None, n_seqs=None):
+    """Total loss and its parts (detached floats) for logging.
+
+    With ``n_tokens`` / ``n_seqs`` (the counts of the whole batch) the loss and every logged part
+    of a chunk are its share of the batch's, so chunk values add up to the batch values."""
     pg, low, high = clipped_surrogate(logp, old_logp, adv, eps_low, eps_high)
-    loss = aggregate(pg, mask, aggregation, norm_len)
+    loss = aggregate(pg, mask, aggregation, norm_len, n_tokens, n_seqs)
     m = mask.to(logp.dtype)
-    n_tok = m.sum().clamp(min=1)
+    n_tok = n_tokens if n_tokens is not None else m.sum().clamp(min=1)
     metrics = {
         "pg_loss": loss.item(),
         "clipfrac_low": ((low.to(m.dtype) * m).sum() / n_tok).item(),
         "clipfrac_high": ((high.to(m.dtype) * m).sum() / n_tok).item(),
     }
     if kl_coef and ref_logp is not None:
-        kl = aggregate(kl_k3(logp, ref_logp), mask, aggregation, norm_len)
+        kl = aggregate(kl_k3(logp, ref_logp), mask, aggregation, norm_len, n_tokens, n_seqs)
         loss = loss + kl_coef * kl
         metrics["kl"] = kl.item()
     if entropy is not None:

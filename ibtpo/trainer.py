@@ -49,6 +49,7 @@ class TrainSettings:
     schedule: str = "constant"  # constant | cosine (after warm-up)
     ppo_epochs: int = 1  # passes over one step's trajectories
     minibatches: int = 1  # optimizer steps per pass
+    update_chunks: int = 4  # length-sorted chunks per minibatch (gradient accumulation; less padding)
     seed: int = 0
 
 
@@ -235,14 +236,22 @@ class Trainer:
         })
         return metrics
 
+    @torch.no_grad()
+    def _frozen_logprobs(self, model, trajs: list[Trajectory], R: int) -> torch.Tensor:
+        """``(B, R)`` log-probs under ``model`` without gradients, computed in length-sorted chunks."""
+        out = torch.zeros((len(trajs), R), device=self.device)
+        order = sorted(range(len(trajs)), key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
+        for chunk in np.array_split(np.asarray(order), min(self.cfg.update_chunks, len(order))):
+            lp = sequence_logprobs(model, [trajs[i] for i in chunk], self.sampling.temperature, self.device)[0]
+            out[torch.as_tensor(chunk, device=self.device), :lp.shape[1]] = lp
+        return out
+
     def _update(self, trajs: list[Trajectory]) -> dict:
-        lc, T = self.loss_cfg, self.sampling.temperature
         need_old = self.cfg.ppo_epochs > 1 or self.cfg.minibatches > 1
         R = max(len(t.response_ids) for t in trajs)
         adv_all = _pad([t.advantages for t in trajs], R, self.device)
-        with torch.no_grad():
-            ref_all = sequence_logprobs(self.ref_model, trajs, T, self.device)[0] if self.ref_model is not None else None
-            old_all = sequence_logprobs(self.model, trajs, T, self.device)[0] if need_old else None
+        ref_all = self._frozen_logprobs(self.ref_model, trajs, R) if self.ref_model is not None else None
+        old_all = self._frozen_logprobs(self.model, trajs, R) if need_old else None
         self.model.train()
         order = np.arange(len(trajs))
         agg: dict[str, list[float]] = {}
@@ -250,20 +259,8 @@ class Trainer:
             if epoch:
                 order = np.random.permutation(len(trajs))
             for mb in np.array_split(order, self.cfg.minibatches):
-                mb_trajs = [trajs[i] for i in mb]
-                logp, mask, ent = sequence_logprobs(self.model, mb_trajs, T, self.device, with_entropy=lc.entropy_coef > 0)
-                r = logp.shape[1]
-                sel = torch.as_tensor(mb, device=self.device)
-                old = old_all[sel, :r] if old_all is not None else logp.detach()
-                loss, m = policy_loss(
-                    logp, old, adv_all[sel, :r], mask, eps_low=lc.clip_low, eps_high=lc.clip_high,
-                    aggregation=lc.aggregation, ref_logp=ref_all[sel, :r] if ref_all is not None else None,
-                    kl_coef=lc.kl_coef, entropy=ent, entropy_coef=lc.entropy_coef,
-                    norm_len=lc.norm_len or self.sampling.max_new_tokens)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}; step refused")
                 self.opt.zero_grad(set_to_none=True)
-                loss.backward()
+                m = self._accumulate_gradients(mb, trajs, adv_all, old_all, ref_all)
                 gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
                 if not torch.isfinite(gnorm):
                     raise FloatingPointError(f"non-finite gradient norm at step {self.step + 1}; step refused")
@@ -273,6 +270,33 @@ class Trainer:
                     agg.setdefault(k, []).append(v)
         self.sched.step()
         return {k: float(np.mean(v)) for k, v in agg.items()}
+
+    def _accumulate_gradients(self, mb: np.ndarray, trajs, adv_all, old_all, ref_all) -> dict:
+        """Backward of one minibatch's loss, in length-sorted chunks (less padding).
+
+        Chunk losses use the whole minibatch's token / sequence counts as denominators, so their
+        gradients add up to the unchunked minibatch gradient (up to float summation order)."""
+        lc, T = self.loss_cfg, self.sampling.temperature
+        mb = sorted(mb, key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
+        n_tokens = float(sum(len(trajs[i].response_ids) for i in mb))
+        parts: dict[str, float] = {}
+        for chunk in np.array_split(np.asarray(mb), min(self.cfg.update_chunks, len(mb))):
+            ch_trajs = [trajs[i] for i in chunk]
+            logp, mask, ent = sequence_logprobs(self.model, ch_trajs, T, self.device, with_entropy=lc.entropy_coef > 0)
+            r = logp.shape[1]
+            sel = torch.as_tensor(chunk, device=self.device)
+            old = old_all[sel, :r] if old_all is not None else logp.detach()
+            loss, m = policy_loss(
+                logp, old, adv_all[sel, :r], mask, eps_low=lc.clip_low, eps_high=lc.clip_high,
+                aggregation=lc.aggregation, ref_logp=ref_all[sel, :r] if ref_all is not None else None,
+                kl_coef=lc.kl_coef, entropy=ent, entropy_coef=lc.entropy_coef,
+                norm_len=lc.norm_len or self.sampling.max_new_tokens, n_tokens=n_tokens, n_seqs=float(len(mb)))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}; step refused")
+            loss.backward()
+            for k, v in m.items():
+                parts[k] = parts.get(k, 0.0) + v
+        return parts
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> None:
