@@ -8,6 +8,7 @@ set, the allowed values.
 from __future__ import annotations
 
 import copy
+import inspect
 from pathlib import Path
 
 import jsonschema
@@ -99,12 +100,23 @@ def validate(cfg: dict, origin: str = "<config>") -> dict:
 
     load_plugins()
     for name, mdef in cfg["method_defs"].items():
-        if mdef["sampler"]["name"] not in SAMPLERS:
-            problems.append(f"method_defs.{name}.sampler.name: unknown sampler {mdef['sampler']['name']!r}; "
-                            f"allowed: {sorted(SAMPLERS)}")
-        if mdef["advantage"]["name"] not in ADVANTAGES:
-            problems.append(f"method_defs.{name}.advantage.name: unknown advantage {mdef['advantage']['name']!r}; "
-                            f"allowed: {sorted(ADVANTAGES)}")
+        for kind, registry in (("sampler", SAMPLERS), ("advantage", ADVANTAGES)):
+            comp = mdef[kind]
+            if comp["name"] not in registry:
+                problems.append(f"method_defs.{name}.{kind}.name: unknown {kind} {comp['name']!r}; "
+                                f"allowed: {sorted(registry)}")
+                continue
+            allowed = [p for p in inspect.signature(registry[comp["name"]]).parameters if p != "tree"]
+            for key, value in comp.items():
+                where = f"method_defs.{name}.{kind}.{key}"
+                if key != "name" and key not in allowed:
+                    problems.append(f"{where}: not a parameter of {kind} {comp['name']!r}; allowed: {allowed}")
+                elif key == "beta" and not (isinstance(value, (int, float)) and value > 0):
+                    problems.append(f"{where}: beta must be a number > 0 (got {value!r})")
+                elif key == "lam" and not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                    problems.append(f"{where}: lam must be in [0, 1] (got {value!r}; the paper uses 0.1, 0.5 collapses)")
+                elif key in ("G", "B0", "L", "K", "B") and not (isinstance(value, int) and value >= 1):
+                    problems.append(f"{where}: must be an integer >= 1 (got {value!r})")
     for b in cfg["evaluation"]["benchmarks"]:
         if b not in cfg["data"]["benchmarks"]:
             problems.append(f"evaluation.benchmarks: {b!r} is not defined under data.benchmarks "
@@ -124,6 +136,9 @@ def validate(cfg: dict, origin: str = "<config>") -> dict:
             problems.append(f"{where}.n: required for source 'arithmetic'")
         if ds["source"] in ("jsonl", "parquet") and "path" not in ds:
             problems.append(f"{where}.path: required for source {ds['source']!r}")
+        elif ds["source"] in ("jsonl", "parquet") and not (Path(cfg["data_dir"]) / ds["path"]).exists():
+            problems.append(f"{where}.path: data file {Path(cfg['data_dir']) / ds['path']} not found "
+                            f"(data_dir: {cfg['data_dir']!r})")
     if problems:
         raise ConfigError(f"{origin}: invalid configuration:\n" + "\n".join("  " + p for p in problems))
     return cfg

@@ -6,4 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec "${IBTPO_VENV:-.venv}/bin/snakemake" --cores all results/table1.csv results/table3.csv "$@"
+exec "${IBTPO_VENV:-.venv}/bin/snakemake" --workflow-profile pipelines/profiles/local --cores all \
+  results/table1.csv results/table3.csv "$@"

@@ -49,6 +49,12 @@ def test_presets_validate():
     (("rollout", "temperature"), 0, r"rollout.temperature: 0 is less than or equal to the minimum of 0"),
     (("data", "train"), {"source": "jsonl"}, r"data.train.path: required for source 'jsonl'"),
     (("train", "lr"), -1.0, r"train.lr: -1.0 is less than or equal to the minimum of 0"),
+    (("method_defs", "ibtpo", "advantage", "lam"), 2.0, r"method_defs.ibtpo.advantage.lam: lam must be in \[0, 1\]"),
+    (("method_defs", "ibtpo", "sampler", "beta"), 0, r"method_defs.ibtpo.sampler.beta: beta must be a number > 0"),
+    (("method_defs", "grpo", "sampler", "width"), 3, r"method_defs.grpo.sampler.width: not a parameter of sampler 'chains'; allowed: \['G'\]"),
+    (("method_defs", "ibtpo", "sampler", "K"), 0, r"method_defs.ibtpo.sampler.K: must be an integer >= 1"),
+    (("data", "benchmarks", "math500"), {"source": "jsonl", "path": "nowhere/test.jsonl"},
+     r"data.benchmarks.math500.path: data file .*nowhere/test.jsonl not found"),
 ])
 def test_bad_configs_are_refused_with_the_key(tiny, path, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -70,3 +70,11 @@ def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
     again = snakemake(workdir, "--cores", "2", "results/table1.csv", "results/table3.csv", "--config", "preset=smoke")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # determinism: a second run from clean gives a byte-identical table 1 (table 3 holds wall
+    # times, provenance.json and metrics.jsonl hold timestamps and timings: those differ)
+    other = workdir / "second"
+    (other / "results").mkdir(parents=True)
+    r2 = snakemake(other, "--cores", "2", "results/table1.csv", "--config", "preset=smoke")
+    assert r2.returncode == 0, (r2.stdout + r2.stderr)[-4000:]
+    assert (other / "results" / "table1.csv").read_bytes() == (workdir / "results" / "table1.csv").read_bytes()
