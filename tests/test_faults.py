@@ -1,4 +1,4 @@
-"""Faults: a killed training job resumes bit-identically through Snakemake, a non-finite loss stops
+"""Faults: a killed training job (IB-TPO: the tree sampler) resumes bit-identically through Snakemake, a non-finite loss stops
 the run at the step that produced it, and a crash mid-save never leaves a loadable partial
 checkpoint."""
 
@@ -22,10 +22,10 @@ from test_trainer import make_trainer
 REPO = Path(__file__).resolve().parents[1]
 PRESET = """extends: smoke
 preset: faults
-methods: [grpo]
+methods: [ibtpo]
 train: {steps: 12, batch_problems: 8, checkpoint_every: 3}
 """
-RUN = "results/faults/runs/grpo/seed0"
+RUN = "results/faults/runs/ibtpo/seed0"
 TARGET = f"{RUN}/checkpoints/step_12.json"
 
 
@@ -53,13 +53,13 @@ def test_killed_training_job_resumes_bit_identically_through_snakemake(tmp_path)
         time.sleep(0.2)
     assert first.exists(), "training never wrote its first checkpoint"
     time.sleep(np.random.default_rng().uniform(0, 1.5))  # a random point after the first checkpoint
-    subprocess.run(["pkill", "-KILL", "-f", f"ibtpo .*train --method grpo .*--run-dir {RUN}"], check=False)
+    subprocess.run(["pkill", "-KILL", "-f", f"ibtpo .*train --method ibtpo .*--run-dir {RUN}"], check=False)
     proc.wait(timeout=120)
     done_before = ckpt.list_steps(b / RUN / "ckpt")
     assert 12 not in done_before, "the job finished before it could be killed"
     r = subprocess.run(snakemake_cmd(b), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    log = (b / "results" / "faults" / "logs" / "train_grpo_seed0.log").read_text()
+    log = (b / "results" / "faults" / "logs" / "train_ibtpo_seed0.log").read_text()
     assert f"resumed from {RUN}/ckpt/step_{done_before[-1]}" in log
     wa = (a / RUN / "ckpt" / "step_12" / "model.safetensors").read_bytes()
     wb = (b / RUN / "ckpt" / "step_12" / "model.safetensors").read_bytes()
@@ -129,4 +129,4 @@ def test_sigint_to_snakemake_keeps_finished_work(tmp_path):
     assert "rule build_base" not in out and "rule make_data" not in out
     for p, mtime in kept.items():
         assert p.stat().st_mtime_ns == mtime, f"{p} was recomputed"
-    assert "resumed from" in (tmp_path / "results" / "faults" / "logs" / "train_grpo_seed0.log").read_text()
+    assert "resumed from" in (tmp_path / "results" / "faults" / "logs" / "train_ibtpo_seed0.log").read_text()

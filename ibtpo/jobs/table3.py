@@ -13,9 +13,8 @@ from ..analysis.branching import sampler_stats
 from ..data.problems import load_problems
 from ..grader import Grader
 from ..registry import SAMPLERS, get
-from ..rollout.backend import SamplingParams
 from ..rollout.context import RolloutContext
-from .train import make_backend
+from .train import make_backend, rollout_sampling
 
 SAMPLINGS = [
     ("independent", {"name": "chains", "G": 8}),
@@ -27,15 +26,13 @@ SAMPLINGS = [
 def run(cfg: dict, checkpoints: dict[str, str], problems_path: str, out_csv: str | Path, n_problems: int = 64,
         samplings=SAMPLINGS, seed: int = 0) -> pd.DataFrame:
     problems = load_problems(problems_path)[:n_problems]
-    ro = cfg["rollout"]
     rows = []
     with Grader(timeout_s=cfg["evaluation"]["grader_timeout_s"]) as grader:
         for label, path in checkpoints.items():
             tok = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(cfg["device"]).eval()
-            params = SamplingParams(temperature=ro["temperature"], top_p=ro["top_p"], top_k=ro["top_k"],
-                                    max_new_tokens=ro["max_new_tokens"], stop_token_ids=(tok.eos_token_id,))
-            ctx = RolloutContext(make_backend(cfg, model, tok), tok, grader, params, cfg["prompt_template"])
+            ctx = RolloutContext(make_backend(cfg, model, tok), tok, grader, rollout_sampling(cfg, tok),
+                                 cfg["prompt_template"])
             for name, spec in samplings:
                 sampler = get(SAMPLERS, "sampler", spec["name"])(**{k: v for k, v in spec.items() if k != "name"})
                 s = sampler_stats(sampler, problems, ctx, seed=seed)

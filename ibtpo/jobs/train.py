@@ -28,15 +28,20 @@ def make_backend(cfg: dict, model, tokenizer):
     raise ValueError(f"rollout.backend: unknown backend {name!r}; allowed: ['hf', 'vllm']")
 
 
+def rollout_sampling(cfg: dict, tokenizer) -> SamplingParams:
+    """The preset's rollout sampling settings, stopping at the tokenizer's EOS."""
+    ro = cfg["rollout"]
+    return SamplingParams(temperature=ro["temperature"], top_p=ro["top_p"], top_k=ro["top_k"],
+                          max_new_tokens=ro["max_new_tokens"], stop_token_ids=(tokenizer.eos_token_id,))
+
+
 def run(cfg: dict, method: str, seed: int, base: str, train_data: str | Path, run_dir: str | Path, log=print) -> None:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     mdef = cfg["method_defs"][method]
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(cfg["device"])
-    ro = cfg["rollout"]
-    sampling = SamplingParams(temperature=ro["temperature"], top_p=ro["top_p"], top_k=ro["top_k"],
-                              max_new_tokens=ro["max_new_tokens"], stop_token_ids=(tokenizer.eos_token_id,))
+    sampling = rollout_sampling(cfg, tokenizer)
     settings = TrainSettings(**{**cfg["train"], "seed": seed})
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     (run_dir / "provenance.json").write_text(json.dumps(provenance(job="train", method=method, seed=seed, base=str(base)), indent=1))
