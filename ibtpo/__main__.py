@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lam", type=float, default=0.1)
     p.add_argument("--pi-mode", default="sibling", choices=["sibling", "length_norm", "raw"])
     p.add_argument("--zero-parent", default="ratio", choices=["ratio", "laplace"])
+    p.add_argument("--advantage", default="ibtpo", choices=["ibtpo", "treerl"])
+    p.add_argument("--treerl-variant", default="paper", choices=["paper", "code"])
     p = sub.add_parser("table3", help="branching statistics: chains G=8/12 vs IBTree on base and trained policy")
     p.add_argument("--base", required=True)
     p.add_argument("--trained", required=True, help="checkpoint dir or a train job's marker file")
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             print(score_main(args.tree, args.json, beta=args.beta, lam=args.lam, pi_mode=args.pi_mode,
-                             zero_parent=args.zero_parent))
+                             zero_parent=args.zero_parent, advantage=args.advantage,
+                             treerl_variant=args.treerl_variant))
         except TreeFormatError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

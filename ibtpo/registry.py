@@ -14,7 +14,7 @@ from typing import Callable
 SAMPLERS: dict[str, Callable] = {}
 ADVANTAGES: dict[str, Callable] = {}
 
-PLUGIN_MODULES = ["ibtpo.rollout.chains", "ibtpo.rollout.ibtree", "ibtpo.ib_advantage", "baselines.grpo", "baselines.random_tree"]
+PLUGIN_MODULES = ["ibtpo.rollout.chains", "ibtpo.rollout.ibtree", "ibtpo.ib_advantage", "baselines.grpo", "baselines.random_tree", "baselines.treerl"]
 
 
 def register_sampler(name: str):

@@ -17,7 +17,9 @@ Input format (also what a sampler dumps with ``Tree.to_json``)::
 ``prob`` as given, since a hand-built node has no tokens).
 
 Prints per node: p_hat, leaves, correct, IB-Score and Cov(eta1, eta2) (non-leaf nodes), eta1
-and pi relative to its parent, A_GL, A_IB and A.
+and pi relative to its parent, A_GL, A_IB and A; with ``--advantage treerl``, TreeRL's node value
+V, GA = V(s) - V(root), LA = V(s) - V(parent) and the step reward R (``--treerl-variant
+paper|code``, see :mod:`baselines.treerl`).
 """
 
 from __future__ import annotations
@@ -86,7 +88,17 @@ def tree_from_json(data, origin: str = "<tree>") -> tuple[Tree, list]:
 
 
 def score(tree: Tree, ids: list, beta: float = 5.0, lam: float = 0.1, pi_mode: str = "sibling",
-          zero_parent: str = "ratio") -> list[dict]:
+          zero_parent: str = "ratio", advantage: str = "ibtpo", treerl_variant: str = "paper") -> list[dict]:
+    """Per node: p_hat, counts and, for ``advantage="ibtpo"``, IB-Score, Cov, eta1, pi, A_GL, A_IB, A;
+    for ``advantage="treerl"``, TreeRL's V, GA, LA and step reward R (``treerl_variant``)."""
+    if advantage == "treerl":
+        from baselines.treerl import treerl_node_values
+
+        vals = treerl_node_values(tree, treerl_variant)
+        return [{"id": uid, "parent": ids[n.parent] if n.parent is not None else None, "p_hat": tree.p_hat(n.id),
+                 "leaves": n.n_leaves, "correct": n.n_correct, **vals[n.id]} for uid, n in zip(ids, tree.nodes)]
+    if advantage != "ibtpo":
+        raise ValueError(f"unknown advantage {advantage!r}; allowed: ['ibtpo', 'treerl']")
     adv = ib_node_advantages(tree, beta, lam, pi_mode, zero_parent)
     rows = []
     for uid, node in zip(ids, tree.nodes):
@@ -104,7 +116,9 @@ def score(tree: Tree, ids: list, beta: float = 5.0, lam: float = 0.1, pi_mode: s
 
 
 def format_table(rows: list[dict]) -> str:
-    cols = ["id", "parent", "p_hat", "leaves", "correct", "ib_score", "cov_eta", "eta1", "pi", "A_GL", "A_IB", "A"]
+    cols = ["id", "parent", "p_hat", "leaves", "correct"]
+    cols += [c for c in ("ib_score", "cov_eta", "eta1", "pi", "A_GL", "A_IB", "A", "V", "GA", "LA", "R")
+             if any(c in r for r in rows)]
     fmt = lambda v: "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
     cells = [[fmt(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]

@@ -46,3 +46,19 @@ def test_sampler_dump_round_trips():
     t2, ids2 = tree_from_json(t.to_json())
     assert [r["ib_score"] for r in score(t, ids) if "ib_score" in r] == \
         pytest.approx([r["ib_score"] for r in score(t2, ids2) if "ib_score" in r])
+
+
+def test_score_tree_treerl_values_by_hand():
+    out = subprocess.run([sys.executable, "-m", "ibtpo", "score-tree", str(EXAMPLE), "--json", "--advantage", "treerl"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = {r["id"]: r for r in json.loads(out)}
+    # paper variant: V = mean leaf reward; R = (V(s)-V(root) + V(s)-V(parent)) / sqrt(leaves(s))
+    assert rows["s1"]["R"] == pytest.approx(((0.5 - 1 / 3) * 2) / 2 ** 0.5)
+    assert rows["l1"]["R"] == pytest.approx((1 - 1 / 3) + (1 - 0.5))
+    assert rows["l3"]["R"] == pytest.approx((0 - 1 / 3) + 0)
+    code = subprocess.run([sys.executable, "-m", "ibtpo", "score-tree", str(EXAMPLE), "--json", "--advantage", "treerl",
+                           "--treerl-variant", "code"], capture_output=True, text=True, check=True).stdout
+    rows = {r["id"]: r for r in json.loads(code)}
+    # leave-one-out centred rewards: l1 = 1 - 0 = 1, l2 = 0 - .5, l3 = 0 - .5; W = V / sqrt(n)
+    v_s1 = (1 - 0.5) / 2
+    assert rows["s1"]["R"] == pytest.approx(2 * (v_s1 / 2 ** 0.5 - 0.0))

@@ -1,0 +1,323 @@
+"""TreeRL (Hou et al., 2025): EPTree sampling and the TreeRL process advantage (METHOD.md §5).
+
+EPTree sampler ``(M, N, L, T)``
+-------------------------------
+1. ``M`` complete chains per problem from the root (one backend call for all problems).
+2. ``L`` iterations; in each, per tree, the top-``N`` fork positions by ``-log pi(sampled token)``
+   (the behaviour log-prob of the token actually sampled, not the full entropy) over every token
+   position of the tree, excluding
+
+   * the first token of a node (a branch's first token; after a fork this includes the forked
+     position, so a position is forked at most once),
+   * every token *after* the first token at which the response text so far (decoded cumulatively
+     along the root-to-token path) contains ``"answer"`` or ``"conclusion"`` (case-insensitive;
+     the triggering token itself stays a candidate),
+   * positions whose remaining budget ``max_new_tokens - (tokens before it on its path)`` is < 1.
+
+   Forking at token ``j`` of node ``s`` splits ``s`` in place into ``s[:j]`` and a new child
+   ``s[j:]`` (:func:`split_node`), then samples ``T`` continuations of the prefix ending just
+   *before* token ``j`` (the forked token is re-sampled), each added as one new leaf node (a node
+   is the token span between forks; no step splitting) and graded with ``ctx.grade_leaves``.
+   All forks of all trees go in ONE backend call per iteration (``n = T``, per-prefix budget).
+
+"Per tree" is TreeRL's tree: the ``M`` initial chains are ``M`` trees; here they share one
+:class:`Tree` per problem as the root's ``M`` children, and the top-``N`` are taken within each
+chain's subtree, so each problem gets ``M*N`` forks per iteration [reading of "per tree" that
+gives TreeRL's count]. Leaves per problem ``G = M * (1 + L*N*T)`` when every chain has ``N``
+allowed fork positions (else fewer).
+Ties in ``-log pi`` are broken by the seeded RNG. ``eptree`` + the ``ibtpo`` advantage is the
+paper's "EPTree & IBTPO Adv" row; nothing extra is needed since that advantage works on any tree.
+
+TreeRL advantage (``treerl_variant`` / ``variant``: ``paper`` | ``code``)
+-------------------------------------------------------------------------
+``paper`` (the paper's equations)::
+
+    V(s)  = mean 0/1 reward of the leaves under s
+    GA(s) = V(s) - V(root),   LA(s) = V(s) - V(parent(s))
+    R(s)  = (GA(s) + LA(s)) / sqrt(|leaves(s)|)        given to every token of s's span
+
+``code`` (the official code as described in METHOD.md §5)::
+
+    r~_i  = r_i - mean_{k != i} r_k           leave-one-out centred leaf rewards (tree's leaves)
+    V(s)  = mean of r~ over the leaves under s
+    W(s)  = V(s) / sqrt(n(s))                 n(s) = trained leaves under s (sqrt BEFORE differencing)
+    GA(s) = W(s) - W(root),   LA(s) = W(s) - W(parent(s)),   R(s) = GA(s) + LA(s)
+    truncated leaf (finish_reason "length"): -1 on every token of its response
+
+Choices [marked]: every leaf is trained, so ``n(s) = n_leaves(s)``; a single-leaf tree has no
+leave-one-out baseline and gets ``r~ = 0``; a truncated leaf still takes part, with its (0)
+reward, in the centring and in its ancestors' ``V`` — only its own trajectory's per-token
+advantages are overridden with -1. ``V(root)`` is 0 by construction of the centring. The clip
+range ``[0.8, 1.26]`` of the official code is a loss setting (config), not part of this module.
+
+Cross-check against the THUDM/TreeRL code (read in a public code index, not run): leaf rewards
+are centred leave-one-out over all leaves of the problem (``leaf_normalize``), summed up the tree
+(``accumulated_value``), divided by ``sqrt(selected_terminal_in_subtree)`` (``sqrt`` reweighting)
+and then by ``terminal_in_subtree`` when paths are gathered, i.e. ``W(s) = V(s)/sqrt(n(s))`` when
+all leaves are trained — the ``W`` above. The copies seen differ in the per-step difference (one
+uses only ``W(s) - W(parent)``, another ``(GA + LA)/sqrt(n)`` on unscaled values); this module
+follows METHOD.md: ``GA + LA`` on ``W``. There, the fork mask tests each single token's text
+for the stop words within one node and truncated leaves score 0; here the mask uses the
+cumulative path text (METHOD.md) and truncation gives -1 (METHOD.md §5). ``top-N per tree``
+there is per initial chain, as here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ibtpo.registry import register_advantage, register_sampler
+from ibtpo.rollout.context import RolloutContext
+from ibtpo.rollout.tree import Tree
+
+TREERL_VARIANTS = ("paper", "code")
+STOP_WORDS = re.compile(r"answer|conclusion", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------------------------
+# Tree surgery
+# --------------------------------------------------------------------------------------------
+
+def split_node(tree: Tree, node: int, j: int, decode: Callable[[list[int]], str] | None = None) -> int:
+    """Split ``node`` in place at token ``j`` (``0 < j < len``): it keeps ``[:j]``, a new child gets ``[j:]``.
+
+    The child inherits ``node``'s children (their ``parent`` is rewired), its reward and
+    finish_reason when ``node`` was a leaf, and its ``n_leaves`` / ``n_correct`` (the subtree's
+    leaves are unchanged, so both nodes keep the same counts). Texts: with ``decode``, the head
+    gets ``decode(tokens[:j])`` and the tail the rest of the original text when the original
+    starts with that head (so the concatenation is unchanged), else ``decode(tokens[j:])``.
+    Returns the new child's id. The child's id is the largest in the tree (ids no longer follow
+    depth); ``tree.leaves()`` and ``tree.path()`` do not depend on id order.
+    """
+    s = tree.nodes[node]
+    if s.parent is None:
+        raise ValueError("cannot split the root")
+    if not 0 < j < len(s.token_ids):
+        raise ValueError(f"split position {j} outside (0, {len(s.token_ids)}) of node {node}")
+    if decode is not None:
+        head = decode(s.token_ids[:j])
+        tail = s.text[len(head):] if s.text.startswith(head) else decode(s.token_ids[j:])
+    else:
+        head, tail = s.text, ""
+    kids = list(s.children)
+    c = tree.add_node(node, s.token_ids[j:], s.logprobs[j:], s.entropies[j:], tail)
+    child = tree.nodes[c]
+    child.children = kids
+    for k in kids:
+        tree.nodes[k].parent = c
+    child.n_leaves, child.n_correct = s.n_leaves, s.n_correct
+    child.reward, child.finish_reason = s.reward, s.finish_reason
+    s.reward, s.finish_reason = None, None
+    s.children = [c]
+    s.token_ids, s.logprobs, s.entropies, s.text = s.token_ids[:j], s.logprobs[:j], s.entropies[:j], head
+    return c
+
+
+# --------------------------------------------------------------------------------------------
+# Fork selection
+# --------------------------------------------------------------------------------------------
+
+def _first_stop_index(prefix: list[int], span: list[int], decode) -> int | None:
+    """Smallest ``k`` with a stop word in ``decode(prefix + span[:k+1])`` (binary search: the
+    cumulative text only grows), or None."""
+    if not span or not STOP_WORDS.search(decode(prefix + span)):
+        return None
+    lo, hi = 0, len(span) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if STOP_WORDS.search(decode(prefix + span[:mid + 1])):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def fork_mask(tree: Tree, node: int, decode: Callable[[list[int]], str], budget: int | None = None) -> list[bool]:
+    """Which tokens of ``node`` may be forked (see the module docstring for the three rules)."""
+    s = tree.nodes[node]
+    n = len(s.token_ids)
+    before = tree.prefix_ids(s.parent)[len(tree.prompt_ids):]  # response tokens before the node
+    mask = [j > 0 for j in range(n)]
+    if before and STOP_WORDS.search(decode(before)):
+        return [False] * n  # an earlier token on the path already contains the stop word
+    k = _first_stop_index(before, s.token_ids, decode)
+    if k is not None:
+        for j in range(k + 1, n):
+            mask[j] = False
+    if budget is not None:
+        for j in range(n):
+            if budget - (len(before) + j) < 1:
+                mask[j] = False
+    return mask
+
+
+def subtree(tree: Tree, node: int) -> list[int]:
+    """``node`` and all its descendants."""
+    out, stack = [], [node]
+    while stack:
+        n = stack.pop()
+        out.append(n)
+        stack.extend(tree.nodes[n].children)
+    return sorted(out)
+
+
+def select_forks(tree: Tree, n: int, decode, rng: np.random.Generator, budget: int | None = None,
+                 within: int | None = None) -> list[tuple[int, int]]:
+    """The top-``n`` allowed ``(node, j)`` positions by ``-logprob`` (ties by ``rng``), over the
+    whole tree or, with ``within``, over the subtree of that node."""
+    cands, lps = [], []
+    nodes = tree.nodes[1:] if within is None else [tree.nodes[i] for i in subtree(tree, within)]
+    for s in nodes:
+        for j, ok in enumerate(fork_mask(tree, s.id, decode, budget)):
+            if ok:
+                cands.append((s.id, j))
+                lps.append(s.logprobs[j])
+    if not cands:
+        return []
+    order = np.lexsort((rng.random(len(cands)), np.asarray(lps)))  # logprob ascending = -logprob descending
+    return [cands[i] for i in order[:n]]
+
+
+def apply_forks(tree: Tree, forks: list[tuple[int, int]], decode=None) -> list[int]:
+    """Split ``tree`` at every fork; returns, per fork (same order), the node whose path ends just
+    before the forked token (the parent of its continuations). Several forks in one node are split
+    in ascending position, each in the tail left by the previous split."""
+    attach: dict[tuple[int, int], int] = {}
+    by_node: dict[int, list[int]] = {}
+    for s, j in forks:
+        by_node.setdefault(s, []).append(j)
+    for s, js in by_node.items():
+        cur, offset = s, 0
+        for j in sorted(set(js)):
+            tail = split_node(tree, cur, j - offset, decode)
+            attach[(s, j)] = cur
+            cur, offset = tail, j
+    return [attach[f] for f in forks]
+
+
+# --------------------------------------------------------------------------------------------
+# Sampler
+# --------------------------------------------------------------------------------------------
+
+@register_sampler("eptree")
+@dataclass
+class EPTreeSampler:
+    M: int = 4
+    N: int = 2
+    L: int = 1
+    T: int = 1
+
+    def __post_init__(self):
+        for name in ("M", "N", "T"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"sampler.{name} must be >= 1 (got {getattr(self, name)})")
+        if self.L < 0:
+            raise ValueError(f"sampler.L must be >= 0 (got {self.L})")
+
+    @property
+    def G(self) -> int:
+        return self.M * (1 + self.L * self.N * self.T)
+
+    def sample(self, problems: list[dict], ctx: RolloutContext, seed: int) -> list[Tree]:
+        rng = np.random.default_rng(seed)
+        trees = [ctx.new_tree(p) for p in problems]
+        budget = ctx.params.max_new_tokens
+        outs = ctx.backend.generate([t.prompt_ids for t in trees], self.M, ctx.params, seed=seed)
+        new = []
+        for tree, cs in zip(trees, outs):
+            for c in cs:
+                new.append((tree, tree.add_node(0, c.token_ids, c.logprobs, c.entropies, ctx.decode(c.token_ids)),
+                            c.finish_reason))
+        ctx.grade_leaves(new)
+        for it in range(1, self.L + 1):
+            picks: list[tuple[Tree, int]] = []
+            for tree in trees:
+                forks = [f for chain in list(tree.root.children)
+                         for f in select_forks(tree, self.N, ctx.decode, rng, budget, within=chain)]
+                picks.extend((tree, a) for a in apply_forks(tree, forks, ctx.decode))
+            if not picks:
+                break
+            prefixes = [t.prefix_ids(a) for t, a in picks]
+            used = [len(p) - len(t.prompt_ids) for p, (t, _) in zip(prefixes, picks)]
+            outs = ctx.backend.generate(prefixes, self.T, ctx.params, seed=seed + it,
+                                        max_new=[budget - u for u in used])
+            new = [(t, t.add_node(a, c.token_ids, c.logprobs, c.entropies, ctx.decode(c.token_ids)), c.finish_reason)
+                   for (t, a), cs in zip(picks, outs) for c in cs]
+            ctx.grade_leaves(new)
+        return trees
+
+
+# --------------------------------------------------------------------------------------------
+# Advantage
+# --------------------------------------------------------------------------------------------
+
+def _leaves_under(tree: Tree) -> dict[int, list[int]]:
+    """Per node, the leaf ids of its subtree (post-order accumulation)."""
+    under: dict[int, list[int]] = {}
+
+    def visit(n: int) -> list[int]:
+        node = tree.nodes[n]
+        out = [n] if node.is_leaf else []
+        for c in node.children:
+            out.extend(visit(c))
+        under[n] = out
+        return out
+
+    visit(0)
+    return under
+
+
+def treerl_node_values(tree: Tree, variant: str = "paper") -> dict[int, dict[str, float]]:
+    """``{node: {"V", "GA", "LA", "R"}}`` for every node (the root: ``V`` only, others 0).
+
+    See the module docstring for both variants' formulas; ``R`` is the per-token advantage of
+    the node's span (before the ``code`` variant's -1 override of truncated responses)."""
+    if variant not in TREERL_VARIANTS:
+        raise ValueError(f"treerl variant {variant!r}; allowed: {list(TREERL_VARIANTS)}")
+    leaves = tree.leaves()
+    raw = {leaf: float(tree.nodes[leaf].reward or 0.0) for leaf in leaves}
+    if variant == "code":
+        total, n = sum(raw.values()), len(raw)
+        leaf_r = {leaf: (r - (total - r) / (n - 1) if n > 1 else 0.0) for leaf, r in raw.items()}
+    else:
+        leaf_r = raw
+    under = _leaves_under(tree)
+    V = {s: (float(np.mean([leaf_r[x] for x in under[s]])) if under[s] else 0.0) for s in under}
+    if variant == "code":  # sqrt over the number of (trained) leaves, applied before differencing
+        W = {s: (V[s] / math.sqrt(len(under[s])) if under[s] else 0.0) for s in under}
+    else:
+        W = V
+    out = {0: {"V": V[0], "GA": 0.0, "LA": 0.0, "R": 0.0}}
+    for s in under:
+        if s == 0:
+            continue
+        p = tree.nodes[s].parent
+        ga, la = W[s] - W[0], W[s] - W[p]
+        if variant == "paper":
+            r = (ga + la) / math.sqrt(len(under[s])) if under[s] else 0.0
+        else:
+            r = ga + la
+        out[s] = {"V": V[s], "GA": ga, "LA": la, "R": r}
+    return out
+
+
+@register_advantage("treerl")
+def treerl_advantage(tree: Tree, variant: str = "paper") -> list[np.ndarray]:
+    """Per leaf (``tree.leaves()`` order), every token of each node ``s`` on its path gets ``R(s)``;
+    ``code``: a truncated response (finish_reason ``"length"``) gets -1 on every token instead."""
+    vals = treerl_node_values(tree, variant)
+    out = []
+    for leaf in tree.leaves():
+        path = tree.path(leaf)
+        n_tok = sum(len(tree.nodes[n].token_ids) for n in path)
+        if variant == "code" and tree.nodes[leaf].finish_reason == "length":
+            out.append(np.full(n_tok, -1.0))
+            continue
+        parts = [np.full(len(tree.nodes[n].token_ids), vals[n]["R"], dtype=np.float64) for n in path]
+        out.append(np.concatenate(parts) if parts else np.zeros(0))
+    return out
