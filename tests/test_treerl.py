@@ -13,6 +13,8 @@ from ibtpo.rollout.backend import Completion, SamplingParams
 from ibtpo.rollout.context import RolloutContext
 from ibtpo.rollout.tree import Tree
 
+from test_ib import AlwaysRight
+
 PROB = {"id": "p", "problem": "q", "answer": "1"}
 
 
@@ -174,11 +176,6 @@ class CharBackend:
             reason = "stop" if ids and ids[-1] == self.tok.eos_token_id else "length"
             out.append([Completion(list(ids), lps, [0.5] * len(ids), reason) for _ in range(n)])
         return out
-
-
-class AlwaysRight:
-    def grade_many(self, pairs):
-        return [True for _ in pairs]
 
 
 @pytest.mark.parametrize("M,N,L,T", [(4, 2, 1, 1), (2, 2, 2, 2), (3, 1, 3, 1), (1, 3, 0, 2)])
