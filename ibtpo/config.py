@@ -73,6 +73,15 @@ def _fill_defaults(cfg: dict) -> dict:
     for key, default in (("temperature", 1.0), ("top_p", 1.0), ("top_k", 0), ("max_new_tokens", 96),
                          ("batch_size", 64), ("model", "ibtpo"), ("grader_timeout_s", 2.0)):
         ev.setdefault(key, default)
+    cfg.setdefault("ablations", [])
+    cfg.setdefault("run_ablations", False)
+    rep = cfg.setdefault("report", {})
+    rep.setdefault("bootstrap", 2000)
+    rep.setdefault("confidence", 0.95)
+    if "probe" in cfg:
+        cfg["probe"].setdefault("seed", 0)
+        cfg["probe"].setdefault("pi_mode", "sibling")
+        cfg["probe"].setdefault("zero_parent", "ratio")
     for key, default in (("backend", "hf"), ("temperature", 1.0), ("top_p", 1.0), ("top_k", 0), ("max_new_tokens", 96)):
         cfg["rollout"].setdefault(key, default)
     return cfg
@@ -117,6 +126,20 @@ def validate(cfg: dict, origin: str = "<config>") -> dict:
                     problems.append(f"{where}: lam must be in [0, 1] (got {value!r}; the paper uses 0.1, 0.5 collapses)")
                 elif key in ("G", "B0", "L", "K", "B") and not (isinstance(value, int) and value >= 1):
                     problems.append(f"{where}: must be an integer >= 1 (got {value!r})")
+    for m in cfg["ablations"]:
+        if m not in cfg["method_defs"]:
+            problems.append(f"ablations: unknown method {m!r}; defined in method_defs: {sorted(cfg['method_defs'])}")
+    if "probe" in cfg:
+        pr = cfg["probe"]
+        if pr["benchmark"] not in cfg["data"]["benchmarks"]:
+            problems.append(f"probe.benchmark: {pr['benchmark']!r} is not defined under data.benchmarks "
+                            f"(defined: {sorted(cfg['data']['benchmarks'])})")
+        if pr["sampler"]["name"] not in SAMPLERS:
+            problems.append(f"probe.sampler.name: unknown sampler {pr['sampler']['name']!r}; allowed: {sorted(SAMPLERS)}")
+        else:
+            allowed = list(inspect.signature(SAMPLERS[pr["sampler"]["name"]]).parameters)
+            problems += [f"probe.sampler.{k}: not a parameter of sampler {pr['sampler']['name']!r}; allowed: {allowed}"
+                         for k in pr["sampler"] if k != "name" and k not in allowed]
     for b in cfg["evaluation"]["benchmarks"]:
         if b not in cfg["data"]["benchmarks"]:
             problems.append(f"evaluation.benchmarks: {b!r} is not defined under data.benchmarks "
