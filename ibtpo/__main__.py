@@ -69,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--problems", required=True)
     p.add_argument("--n-problems", type=int, default=64)
     p.add_argument("--csv", required=True)
+    p = sub.add_parser("probe", help="IB-Score probe of one checkpoint on the preset's fixed probe set")
+    p.add_argument("--checkpoint", help="checkpoint directory (or use --marker)")
+    p.add_argument("--marker", help="a train job's marker file naming the checkpoint")
+    p.add_argument("--bench-dir", required=True)
+    p.add_argument("--out", required=True)
     p = sub.add_parser("table1", help="results/table1.{csv,md} from evaluation files")
     p.add_argument("--rows", required=True, help="JSON: {method: {benchmark: [files per seed]}}")
     p.add_argument("--csv", required=True)
@@ -125,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         df = table3.run(cfg, {"base": args.base, args.trained_label: trained}, args.problems, args.csv,
                         n_problems=args.n_problems)
         print(df.to_string(index=False))
+    elif args.job == "probe":
+        from .jobs import evaluate, probe
+
+        probe.run(cfg, args.checkpoint or evaluate.checkpoint_of(args.marker), args.bench_dir, args.out)
     elif args.job == "table1":
         from .jobs import table1
 

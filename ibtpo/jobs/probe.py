@@ -1,0 +1,93 @@
+"""IB-Score probe: the paper's analysis tool applied uniformly to every checkpoint of every method.
+
+For one checkpoint as the policy, build trees on a fixed probe set (``probe.benchmark``, its first
+``probe.n_problems`` problems) with a fixed sampler (IBTree (4,9,1,1) by default) and a fixed seed —
+the same problems and seed for every method and step, baselines included — and record per problem:
+
+- ``ib_score``   mean IB-Score over the tree's non-leaf nodes (METHOD.md §2, ``ibtpo.ib_score``);
+- ``cov_eta``    mean ``Cov(eta1, eta2)`` over the same nodes (the exploitation term);
+- ``root_ib`` / ``root_cov``  the same at the root only;
+- ``entropy``    mean per-token entropy of the generated tokens (policy at the sampling temperature);
+- ``effective``  1 if the tree's leaf rewards are not all equal (Eff-Rate), ``avg_rate`` the mean leaf reward;
+- ``tokens``     generated tokens (a shared prefix counted once).
+
+The JSON holds the per-problem records (bootstrap over problems) and their means. The probe uses
+the preset's rollout sampling settings; the IB-Score switches (``pi_mode``, ``zero_parent``) and
+β come from ``probe`` / its sampler, defaults as METHOD.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ..data.problems import load_problems
+from ..grader import Grader
+from ..ib_score import cov_eta, ib_score, non_leaf_nodes
+from ..registry import SAMPLERS, get
+from ..rollout.context import RolloutContext
+from ..rollout.tree import Tree
+from .train import make_backend, rollout_sampling
+
+SUMMARY_KEYS = ("ib_score", "cov_eta", "root_ib", "root_cov", "entropy", "effective", "avg_rate", "tokens")
+
+
+def tree_record(tree: Tree, beta: float = 5.0, pi_mode: str = "sibling", zero_parent: str = "ratio") -> dict:
+    """The probe's statistics of one finished tree (see the module docstring)."""
+    inner = non_leaf_nodes(tree)
+    ib = [ib_score(tree, n, beta, pi_mode, zero_parent) for n in inner]
+    cov = [cov_eta(tree, n, beta, pi_mode, zero_parent) for n in inner]
+    ent = [e for node in tree.nodes[1:] for e in node.entropies]
+    rewards = tree.rewards()
+    return {
+        "id": tree.problem["id"],
+        "ib_score": float(np.mean(ib)),
+        "cov_eta": float(np.mean(cov)),
+        "root_ib": ib_score(tree, 0, beta, pi_mode, zero_parent),
+        "root_cov": cov_eta(tree, 0, beta, pi_mode, zero_parent),
+        "entropy": float(np.mean(ent)) if ent else float("nan"),
+        "effective": float(len(set(rewards)) > 1),
+        "avg_rate": float(np.mean(rewards)),
+        "tokens": float(tree.generated_tokens),
+        "n_inner": len(inner),
+        "n_leaves": len(rewards),
+    }
+
+
+def summarize(records: list[dict]) -> dict:
+    return {k: float(np.mean([r[k] for r in records])) for k in SUMMARY_KEYS}
+
+
+def probe_problems(cfg: dict, bench_dir: str | Path) -> list[dict]:
+    """The fixed probe set: the same problems for every method and step."""
+    pr = cfg["probe"]
+    return load_problems(Path(bench_dir) / f"{pr['benchmark']}.jsonl")[: pr["n_problems"]]
+
+
+def run(cfg: dict, checkpoint: str | Path, bench_dir: str | Path, out_json: str | Path, batch: int = 16) -> dict:
+    pr = cfg["probe"]
+    problems = probe_problems(cfg, bench_dir)
+    spec = {k: v for k, v in pr["sampler"].items() if k != "name"}
+    beta = float(spec.get("beta", 5.0))
+    sampler = get(SAMPLERS, "sampler", pr["sampler"]["name"])(**spec)
+    tok = AutoTokenizer.from_pretrained(str(checkpoint))
+    model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32).to(cfg["device"]).eval()
+    trees = []
+    with Grader(timeout_s=cfg["evaluation"]["grader_timeout_s"]) as grader:
+        ctx = RolloutContext(make_backend(cfg, model, tok), tok, grader, rollout_sampling(cfg, tok), cfg["prompt_template"])
+        for i in range(0, len(problems), batch):
+            trees += sampler.sample(problems[i:i + batch], ctx, seed=pr["seed"] + i)
+            print(f"[probe] {min(i + batch, len(problems))}/{len(problems)} problems", flush=True)
+    records = [tree_record(t, beta, pr["pi_mode"], pr["zero_parent"]) for t in trees]
+    out = {"checkpoint": str(checkpoint), "probe": pr, "problem_ids": [p["id"] for p in problems],
+           "summary": summarize(records), "problems": records}
+    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(out_json) + ".tmp")
+    tmp.write_text(json.dumps(out, indent=1))
+    tmp.replace(out_json)
+    print("[probe] " + " ".join(f"{k}={v:.4g}" for k, v in out["summary"].items()))
+    return out
