@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--problems", required=True)
     p.add_argument("--n-problems", type=int, default=64)
     p.add_argument("--csv", required=True)
+    p.add_argument("--details", help="per-problem tokens and rewards (JSON)")
     p = sub.add_parser("probe", help="IB-Score probe of one checkpoint on the preset's fixed probe set")
     p.add_argument("--checkpoint", help="checkpoint directory (or use --marker)")
     p.add_argument("--marker", help="a train job's marker file naming the checkpoint")
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
         trained = evaluate.checkpoint_of(args.trained) if args.trained.endswith(".json") else args.trained
         df = table3.run(cfg, {"base": args.base, args.trained_label: trained}, args.problems, args.csv,
-                        n_problems=args.n_problems)
+                        n_problems=args.n_problems, details_json=args.details)
         print(df.to_string(index=False))
     elif args.job == "probe":
         from .jobs import evaluate, probe
