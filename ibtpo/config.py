@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -159,12 +160,46 @@ def validate(cfg: dict, origin: str = "<config>") -> dict:
             problems.append(f"{where}.n: required for source 'arithmetic'")
         if ds["source"] in ("jsonl", "parquet") and "path" not in ds:
             problems.append(f"{where}.path: required for source {ds['source']!r}")
-        elif ds["source"] in ("jsonl", "parquet") and not (Path(cfg["data_dir"]) / ds["path"]).exists():
-            problems.append(f"{where}.path: data file {Path(cfg['data_dir']) / ds['path']} not found "
+        elif ds["source"] in ("jsonl", "parquet") and not (data_root(cfg) / ds["path"]).exists():
+            problems.append(f"{where}.path: data file {data_root(cfg) / ds['path']} not found "
                             f"(data_dir: {cfg['data_dir']!r})")
+        if ds["source"] == "registry":
+            problems += _registry_problems(cfg, where, ds)
+    if cfg.get("offline_benchmarks") == "skip" and not problems:
+        from .data.benchmarks import drop_hub_only
+
+        cfg, dropped = drop_hub_only(cfg)
+        if dropped:
+            print(f"[config] offline_benchmarks=skip: dropped hub-only benchmarks {dropped}", file=sys.stderr)
+        if not cfg["evaluation"]["benchmarks"]:
+            problems.append("offline_benchmarks: skip dropped every benchmark of evaluation.benchmarks")
     if problems:
         raise ConfigError(f"{origin}: invalid configuration:\n" + "\n".join("  " + p for p in problems))
     return cfg
+
+
+def data_root(cfg: dict) -> Path:
+    """``data_dir``: an absolute path as is, a relative one from the repository root (jobs run in
+    Snakemake's working directory, which need not be the repository)."""
+    p = Path(cfg["data_dir"])
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def _registry_problems(cfg: dict, where: str, ds: dict) -> list[str]:
+    """``source: registry`` entries: a known name, and its local file present (hub-only sources are
+    checked at planning time, ``ibtpo.data.benchmarks.check_hub_access``)."""
+    from .data.benchmarks import SOURCES, data_path
+
+    if "name" not in ds:
+        return [f"{where}.name: required for source 'registry' (known: {sorted(SOURCES)})"]
+    if ds["name"] not in SOURCES:
+        return [f"{where}.name: unknown registry source {ds['name']!r}; known: {sorted(SOURCES)}"]
+    rel = ds.get("path") or SOURCES[ds["name"]].path
+    if rel and not data_path(data_root(cfg), rel).exists():
+        key = "path" if ds.get("path") else "name"
+        return [f"{where}.{key}: data file {data_path(data_root(cfg), rel)} of {ds['name']!r} not found "
+                f"(data_dir: {cfg['data_dir']!r}, relative to the repository root; see ../shared/data/README.md)"]
+    return []
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
