@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -35,9 +36,31 @@ def rollout_sampling(cfg: dict, tokenizer) -> SamplingParams:
                           max_new_tokens=ro["max_new_tokens"], stop_token_ids=(tokenizer.eos_token_id,))
 
 
+def run_fingerprint(cfg: dict, method: str, seed: int, base: str) -> str:
+    """Everything that shapes a run's trajectory; a checkpoint is resumed only under the same one."""
+    keys = {"method": cfg["method_defs"][method], "train": cfg["train"], "rollout": cfg["rollout"],
+            "prompt_template": cfg["prompt_template"], "seed": seed, "base": str(base)}
+    return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def set_aside_stale(run_dir: Path, fingerprint: str, log=print) -> None:
+    """Checkpoints written under another configuration are moved aside (kept, never resumed)."""
+    fp_file = run_dir / "run_fingerprint.txt"
+    old = fp_file.read_text().strip() if fp_file.exists() else None
+    if old != fingerprint and (run_dir / "ckpt").exists():
+        stale = run_dir / f"stale-{old or 'unknown'}"
+        stale.mkdir(exist_ok=True)
+        for name in ("ckpt", "metrics.jsonl"):
+            if (run_dir / name).exists():
+                (run_dir / name).replace(stale / name)
+        log(f"[train] configuration changed since {run_dir}/ckpt was written: moved it to {stale}, starting fresh")
+    fp_file.write_text(fingerprint + "\n")
+
+
 def run(cfg: dict, method: str, seed: int, base: str, train_data: str | Path, run_dir: str | Path, log=print) -> None:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    set_aside_stale(run_dir, run_fingerprint(cfg, method, seed, base), log)
     mdef = cfg["method_defs"][method]
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(cfg["device"])
