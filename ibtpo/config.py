@@ -43,6 +43,15 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def _preset_path(name: str | Path) -> Path:
+    """A preset name (``tiny``, ``paper-qwen3-1.7b``: dots allowed) -> ``pipelines/config/<name>.yaml``;
+    anything ending in .yaml/.yml/.json is a path."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml", ".json"):
+        return p
+    return PRESET_DIR / f"{name}.yaml"
+
+
 def resolve_extends(data: dict, origin: Path, depth: int = 0) -> dict:
     """``extends: NAME`` deep-merges this file over ``pipelines/config/NAME.yaml`` (or a path)."""
     parent = data.get("extends")
@@ -50,8 +59,7 @@ def resolve_extends(data: dict, origin: Path, depth: int = 0) -> dict:
         return data
     if depth > 5:
         raise ConfigError(f"{origin}: 'extends' chain too deep")
-    cand = Path(parent)
-    ppath = cand if cand.suffix else PRESET_DIR / f"{parent}.yaml"
+    ppath = _preset_path(parent)
     if not ppath.is_absolute() and not ppath.exists():
         ppath = origin.parent / ppath
     base = resolve_extends(_read_yaml(ppath), ppath, depth + 1)
@@ -206,9 +214,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     """Load a preset (name or path), resolve ``extends``, apply overrides, validate."""
     if path is None:
         path = PRESET_DIR / "tiny.yaml"
-    p = Path(path)
-    if not p.suffix:
-        p = PRESET_DIR / f"{path}.yaml"
+    p = _preset_path(path)
     data = resolve_extends(_read_yaml(p), p)
     if overrides:
         data = deep_merge(data, overrides)
