@@ -1,7 +1,24 @@
+# Planning-time check (runs when the Snakefile is parsed, before any job): a preset that needs a
+# hub-only dataset (AMC 2024, GPQA-Diamond, IFEval) with no local `path:` fails here when the hub is
+# unreachable, naming each dataset and how to provide it, unless offline_benchmarks says defer/skip
+# (ibtpo/data/benchmarks.py). Nothing is downloaded at planning time.
+from ibtpo.data.benchmarks import check_hub_access, lm_eval_task
+from ibtpo.data.problems import DataError
+
+try:
+    check_hub_access(CFG)
+except DataError as e:
+    raise WorkflowError(str(e)) from None
+
+# benchmarks evaluated by one of lm-eval's own tasks carry a sidecar naming that task
+BUILTIN_BENCH = [b for b, e in CFG["data"]["benchmarks"].items() if lm_eval_task(e)]
+
+
 rule make_data:
     output:
         train=f"{R}/data/train.jsonl",
         bench=expand(f"{R}/data/bench/{{b}}.jsonl", b=list(CFG["data"]["benchmarks"])),
+        bench_meta=expand(f"{R}/data/bench/{{b}}.meta.json", b=BUILTIN_BENCH),
         sft=[f"{R}/data/sft.jsonl"] if "sft" in CFG["data"] else [],
     params:
         cfg=section("data", "data_dir"),

@@ -1,0 +1,359 @@
+"""The real problem sets of the paper presets: a small registry of sources and their loaders.
+
+A preset names a source by registry name (``data.benchmarks.math500: {source: registry, name:
+math500}``); the registry says where the rows live (a file under ``data_dir``, or a hub dataset id),
+which fields hold the problem, the answer and the id, and how answers are normalised. Every
+loader returns rows ``{"id", "problem", "answer", ...original fields}`` with string ids and
+answers, or, for benchmarks that lm-eval's own task evaluates (``lm_eval_task``: GPQA-Diamond,
+IFEval), the original rows unchanged plus an ``id``.
+
+Local files (``../shared/data/README.md``; byte-for-byte upstream, see its ``MANIFEST.json``):
+MATH-500, AIME 2024, AIME 2025, AMC 2023 (jsonl) and DAPO-Math-17K (parquet: ``prompt`` is a
+one-message chat list whose ``content`` is the bare problem, the answer is
+``reward_model.ground_truth``, an integer string). AMC 2023 stores answers as floats (``27.0``):
+integer-valued floats become ``"27"``.
+
+Hub-only sources (AMC 2024, GPQA-Diamond, IFEval; not redistributable or not mirrored here) are
+loaded with ``datasets.load_dataset`` by ``make_data`` when it runs, never at planning time. The
+hub ids are our choice where the paper names none (METHOD.md §6 lists only the benchmark names):
+``evalscope/amc_22-24`` (subset ``amc24``, 45 AMC 10/12 2024 problems), ``Idavidrein/gpqa``
+(``gpqa_diamond``, gated: needs an accepted licence and a token) and ``google/IFEval`` -- the
+last two are the datasets lm-eval's own ``gpqa_diamond_*`` and ``ifeval`` tasks read. A preset
+entry may give ``path:`` (relative to ``data_dir``, or absolute) to read any source from a
+local jsonl/parquet file instead; that is how a hub-only benchmark is provided offline.
+
+Where the hub cannot be reached (``HF_HUB_OFFLINE=1`` / ``HF_DATASETS_OFFLINE=1``, or no
+connection) a preset that needs a hub-only dataset fails at planning time
+(:func:`check_hub_access`, called from ``pipelines/rules/data.smk``) unless the top-level key
+``offline_benchmarks`` says otherwise: ``fail`` (default), ``defer`` (plan anyway; ``make_data``
+fetches or fails when it runs) or ``skip`` (drop hub-only benchmarks that have no local path
+from the preset; :func:`drop_hub_only`, applied by config validation). This is our choice; see
+the README ("Reproduce the paper").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .problems import DataError
+
+OFFLINE_MODES = ("fail", "defer", "skip")
+_INT_RE = re.compile(r"-?\d+", re.ASCII)
+
+
+def _field(name: str) -> Callable[[dict], object]:
+    """A getter for a dotted field path (``reward_model.ground_truth``)."""
+    parts = name.split(".")
+
+    def get(row: dict):
+        x = row
+        for p in parts:
+            if not isinstance(x, dict) or p not in x:
+                raise KeyError(name)
+            x = x[p]
+        return x
+
+    get.__name__ = name
+    return get
+
+
+def _chat_user_content(row: dict) -> str:
+    """DAPO's ``prompt``: a list of ``{content, role}`` messages with exactly one user message."""
+    msgs = row.get("prompt")
+    if msgs is None:
+        raise KeyError("prompt")
+    users = [m for m in list(msgs) if isinstance(m, dict) and m.get("role") == "user"]
+    if len(users) != 1:
+        raise ValueError(f"field 'prompt' must hold exactly one user message (has {len(users)})")
+    return users[0]["content"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one problem set lives and how its rows map to ``id / problem / answer``."""
+
+    title: str
+    path: str | None = None                    # local copy, relative to data_dir
+    hub: tuple[str, str | None, str] | None = None  # (dataset id, config name, split)
+    problem: Callable[[dict], object] = _field("problem")
+    answer: Callable[[dict], object] = _field("answer")
+    id: Callable[[dict], object] | None = _field("id")   # None: "<name>-<row>"
+    integer_answers: bool = False              # every answer must be an integer (AIME, AMC, DAPO)
+    lm_eval_task: str | None = None            # evaluated by lm-eval's own task; rows kept whole
+    note: str = ""
+
+
+SOURCES: dict[str, Source] = {
+    "math500": Source("MATH-500 (PRM800K test split of MATH)", path="math500/test.jsonl",
+                      id=_field("unique_id")),
+    "aime24": Source("AIME 2024 I+II", path="aime24/test.jsonl", integer_answers=True),
+    "aime25": Source("AIME 2025 I+II", path="aime25/test.jsonl", id=None, integer_answers=True),
+    "amc23": Source("AMC 2023 (12A/12B)", path="amc23/test.jsonl", integer_answers=True),
+    "dapo_math_17k": Source("DAPO-Math-17K training prompts", path="dapo_math_17k/dapo_math_17k.parquet",
+                            problem=_chat_user_content, answer=_field("reward_model.ground_truth"),
+                            id=lambda r: f"dapo-{r['extra_info']['index']}", integer_answers=True),
+    # hub-only (ids our choice, see the module docstring)
+    "amc24": Source("AMC 10/12 2024", hub=("evalscope/amc_22-24", "amc24", "test"), id=None,
+                    note="our choice of hub id; answers are LaTeX values, not letters"),
+    "gpqa_diamond": Source("GPQA-Diamond", hub=("Idavidrein/gpqa", "gpqa_diamond", "train"), id=None,
+                           lm_eval_task="gpqa_diamond_cot_zeroshot",
+                           note="gated dataset: accept its licence on the hub and set HF_TOKEN"),
+    "ifeval": Source("IFEval", hub=("google/IFEval", None, "train"), id=_field("key"),
+                     lm_eval_task="ifeval"),
+}
+
+
+def get_source(name: str, where: str = "name") -> Source:
+    if name not in SOURCES:
+        raise DataError(f"{where}: unknown registry source {name!r}; known: {sorted(SOURCES)}")
+    return SOURCES[name]
+
+
+def data_path(data_dir: str | Path, rel: str) -> Path:
+    """``rel`` under ``data_dir`` (an absolute ``rel`` is used as is)."""
+    p = Path(rel)
+    return p if p.is_absolute() else Path(data_dir) / p
+
+
+def local_path(entry: dict, data_dir: str | Path) -> Path | None:
+    """The file a registry entry is read from, or ``None`` when it must come from the hub."""
+    src = get_source(entry["name"])
+    rel = entry.get("path") or src.path
+    return data_path(data_dir, rel) if rel else None
+
+
+def needs_hub(entry: dict) -> bool:
+    return entry.get("source") == "registry" and not entry.get("path") and get_source(entry["name"]).path is None
+
+
+def lm_eval_task(entry: dict) -> str | None:
+    """The lm-eval builtin task that evaluates this benchmark (``None``: our own math task)."""
+    if entry.get("source") != "registry":
+        return None
+    return entry.get("lm_eval_task") or get_source(entry["name"]).lm_eval_task
+
+
+# -------------------------------------------------------------------------------------------
+# answers and rows
+
+
+def normalise_answer(x, integer: bool, where: str) -> str:
+    """A gold answer as a string: integer-valued floats lose their ``.0`` (AMC's ``27.0`` ->
+    ``"27"``), strings are stripped; with ``integer`` anything else than ``-?\\d+`` is an error."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        raise DataError(f"{where}: missing answer")
+    if isinstance(x, bool):
+        raise DataError(f"{where}: answer is a boolean ({x!r})")
+    if isinstance(x, float) and math.isfinite(x) and x.is_integer():
+        s = str(int(x))
+    else:
+        s = str(x).strip()
+    if not s:
+        raise DataError(f"{where}: empty answer")
+    if integer and not _INT_RE.fullmatch(s):
+        raise DataError(f"{where}: answer {x!r} is not an integer (this source's answers are integers)")
+    return s
+
+
+def _read_records(path: Path) -> list[dict]:
+    """Rows of a jsonl or parquet file; errors name the file and the 1-based row."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        try:
+            df = pd.read_parquet(path)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds
+            raise DataError(f"{path}: not a readable parquet file ({e})") from None
+        return [_plain(r) for r in df.to_dict(orient="records")]
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid UTF-8 ({e.reason})") from None
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: row {lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: row {lineno}: not a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _plain(x):
+    """numpy arrays / scalars from parquet -> JSON-serialisable Python values."""
+    import numpy as np
+
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def normalise_rows(records: list[dict], src: Source, name: str, origin: str) -> list[dict]:
+    """``records`` -> rows with string ``id`` (unique) and, for our math tasks, string
+    ``problem`` and ``answer``. Errors name ``origin`` (file or hub id) and the 1-based row."""
+    out, seen = [], set()
+    for i, rec in enumerate(records, 1):
+        where = f"{origin}: row {i}"
+        try:
+            rid = str(src.id(rec)) if src.id else f"{name}-{i - 1:04d}"
+        except (KeyError, TypeError):
+            raise DataError(f"{where}: missing id field (has {sorted(rec)})") from None
+        if rid in seen:
+            raise DataError(f"{where}: duplicated id {rid!r}")
+        seen.add(rid)
+        if src.lm_eval_task:
+            out.append({**rec, "id": rid})
+            continue
+        try:
+            problem, answer = src.problem(rec), src.answer(rec)
+        except KeyError as e:
+            raise DataError(f"{where}: missing field {e.args[0]!r} (has {sorted(rec)})") from None
+        except ValueError as e:
+            raise DataError(f"{where}: {e}") from None
+        if not isinstance(problem, str) or not problem.strip():
+            raise DataError(f"{where}: empty problem")
+        out.append({**rec, "id": rid, "problem": problem,
+                    "answer": normalise_answer(answer, src.integer_answers, where)})
+    if not out:
+        raise DataError(f"{origin}: no rows")
+    return out
+
+
+def _load_hub(src: Source, name: str) -> tuple[list[dict], str]:
+    hub_id, config, split = src.hub
+    reason = offline_reason()
+    if reason:
+        raise DataError(hub_missing_message([name], reason))
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(hub_id, config, split=split)
+    except Exception as e:  # noqa: BLE001 - network, auth (gated), missing dataset
+        raise DataError(f"{name}: could not load hub dataset {hub_id!r} (config {config!r}, split {split!r}): "
+                        f"{type(e).__name__}: {e}\n" + _how_to_provide(name)) from None
+    return [_plain(dict(r)) for r in ds], f"hub:{hub_id}" + (f"/{config}" if config else "") + f"[{split}]"
+
+
+def load_registry_rows(entry: dict, data_dir: str | Path, name: str | None = None) -> tuple[list[dict], dict]:
+    """Rows of a ``source: registry`` entry and a small provenance record (origin, rows, sha256
+    of the file read, the lm-eval task that evaluates it)."""
+    src = get_source(entry["name"], where=f"{name or entry['name']}.name")
+    name = name or entry["name"]
+    path = local_path(entry, data_dir)
+    if path is not None:
+        records, origin = _read_records(path), str(path.resolve())
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    else:
+        records, origin = _load_hub(src, name)
+        digest = None
+    rows = normalise_rows(records, src, name, origin)
+    if entry.get("limit"):
+        rows = rows[: entry["limit"]]
+    meta = {"source": entry["name"], "title": src.title, "origin": origin, "sha256": digest, "rows": len(rows),
+            "lm_eval_task": lm_eval_task(entry)}
+    return rows, meta
+
+
+# -------------------------------------------------------------------------------------------
+# the hub at planning time
+
+
+def offline_reason() -> str | None:
+    """Why the hub counts as unreachable without trying it (an offline switch), else ``None``."""
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{var}={os.environ[var]}"
+    return None
+
+
+def hub_unreachable(timeout_s: float = 3.0) -> str | None:
+    """``None`` if the hub answers a TCP connection (no request is sent, nothing is downloaded),
+    else why not. Honours the offline switches and ``HF_ENDPOINT``."""
+    reason = offline_reason()
+    if reason:
+        return reason
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as e:
+        return f"no connection to {host}:{port} ({e.__class__.__name__}: {e})"
+    return None
+
+
+def hub_only_entries(cfg: dict) -> dict[str, dict]:
+    """``{config key path: entry}`` of the datasets that can only come from the hub."""
+    d = cfg["data"]
+    entries = [("data.train", d["train"])] + ([("data.sft", d["sft"])] if "sft" in d else [])
+    entries += [(f"data.benchmarks.{b}", e) for b, e in d["benchmarks"].items()]
+    return {where: e for where, e in entries if needs_hub(e)}
+
+
+def _how_to_provide(name: str) -> str:
+    """How to give a hub-only dataset to an offline machine: a local file and a ``path:`` key."""
+    lines = []
+    src = SOURCES.get(name)
+    if src is not None and src.hub:
+        hub_id, config, split = src.hub
+        lines.append(f"  {name} (hub {hub_id}, config {config}, split {split}): save it where the hub is reachable:\n"
+                     f"    python -c \"import datasets; datasets.load_dataset({hub_id!r}, {config!r}, "
+                     f"split={split!r}).to_json('{name}.jsonl')\"")
+    lines.append(f"    then give the preset a local path: data.benchmarks.<key>: {{source: registry, name: {name}, "
+                 f"path: <file, absolute or relative to data_dir>}}")
+    return "\n".join(lines)
+
+
+def hub_missing_message(names: list[str], reason: str) -> str:
+    lines = [f"the hub is not reachable ({reason}), and these datasets are only on the hub: {', '.join(names)}."]
+    lines += [_how_to_provide(n) for n in names]
+    lines += ["Or plan/run without them: --config offline_benchmarks=skip (drops them from the preset), or "
+              "offline_benchmarks=defer (plan now; make_data fetches them when it runs and fails then if "
+              "the hub is still unreachable)."]
+    return "\n".join(lines)
+
+
+def check_hub_access(cfg: dict, probe: Callable[[], str | None] = hub_unreachable) -> None:
+    """Planning-time check: with ``offline_benchmarks: fail`` (default), a preset that needs a
+    hub-only dataset fails here when the hub is unreachable, naming each dataset and how to
+    provide it locally. Never downloads anything."""
+    mode = cfg.get("offline_benchmarks", "fail")
+    needed = hub_only_entries(cfg)
+    if mode != "fail" or not needed:
+        return
+    reason = probe()
+    if reason:
+        names = [e["name"] for e in needed.values()]
+        raise DataError("data: " + hub_missing_message(names, reason)
+                        + "\n  (keys: " + ", ".join(needed) + ")")
+
+
+def drop_hub_only(cfg: dict) -> tuple[dict, list[str]]:
+    """``offline_benchmarks: skip``: remove hub-only benchmarks without a local ``path`` from
+    ``data.benchmarks`` and ``evaluation.benchmarks`` (in place); returns ``(cfg, dropped)``.
+    Deterministic (no network probe), so the plan does not depend on the network."""
+    dropped = [b for b, e in cfg["data"]["benchmarks"].items() if needs_hub(e)]
+    for b in dropped:
+        del cfg["data"]["benchmarks"][b]
+    cfg["evaluation"]["benchmarks"] = [b for b in cfg["evaluation"]["benchmarks"] if b not in dropped]
+    return cfg, dropped
