@@ -122,12 +122,13 @@ def to_markdown(df: pd.DataFrame, cols: list[str], title: str, notes: str = "",
                 higher: dict[str, bool] | None = None, paper: bool = False) -> str:
     higher = higher or {}
     best = _best(df, cols, higher)
-    head = ["method", "seeds"]
+    seeds = "n_seeds" in df
+    head = ["method"] + (["seeds"] if seeds else [])
     for c in cols:
         head += [c] + ([f"{c} (paper)", "Δ"] if paper and f"{c}_paper" in df else [])
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in df.iterrows():
-        cells = [str(r["label"]), str(r.get("n_seeds", ""))]
+        cells = [str(r["label"])] + ([str(r["n_seeds"])] if seeds else [])
         for c in cols:
             s = _fmt(r, c)
             if r.get("kind", "method") == "method" and c in best and pd.notna(r[c]) and r[c] == best[c]:

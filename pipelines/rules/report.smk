@@ -1,51 +1,163 @@
-def table1_rows():
-    rows = {"base": {b: [f"{R}/eval/base/step_0/{b}.json"] for b in BENCH}}
-    for m in METHODS:
+# Tables, figures and the claims report. Files marked report(...) go into
+# `snakemake --report results/report.html` with the captions in pipelines/report/.
+REPORT = "../report"  # caption paths are relative to this rule file
+TABLE_PARAMS = section("evaluation", "report", "method_defs", "train")
+
+
+def final_rows(methods, with_base=True):
+    rows = {"base": {b: [f"{R}/eval/base/step_0/{b}.json"] for b in BENCH}} if with_base else {}
+    for m in methods:
         rows[m] = {b: [f"{R}/eval/{m}/seed{s}/step_{FINAL}/{b}.json" for s in SEEDS] for b in BENCH}
     return rows
 
 
+def files_of(rows):
+    return [f for per in rows.values() for fs in per.values() for f in fs]
+
+
+def table_outputs(name):
+    return {"csv": report(f"results/{name}.csv", caption=f"{REPORT}/{name}.rst", category="Tables"),
+            "md": f"results/{name}.md", "tex": f"results/{name}.tex", "preset_csv": f"{R}/{name}.csv"}
+
+
 rule table1:
-    """avg@k of the final checkpoint, mean ± std over seeds (requires every checkpoint evaluated)."""
+    """avg@k of the final checkpoint: mean ± std over seeds, bootstrap CIs, IB-TPO − GRPO
+    (requires every checkpoint of every run evaluated, not only the final one)."""
     input:
         all_evals=f"{R}/eval/.all_checkpoints_done",
-        files=[f for per in table1_rows().values() for fs in per.values() for f in fs],
+        files=files_of(final_rows(METHODS)),
     output:
-        csv="results/table1.csv",
-        md="results/table1.md",
-        preset_csv=f"{R}/table1.csv",
+        **table_outputs("table1"),
     params:
-        preset=PRESET,
-        labels=json.dumps({m: CFG["method_defs"][m].get("label", m) for m in METHODS}),
+        cfg=TABLE_PARAMS,
     run:
         import shutil
         from ibtpo.jobs import table1
 
-        df = table1.run(CFG, table1_rows(), output.csv, output.md)
+        table1.run(CFG, final_rows(METHODS), Path(output.csv).with_suffix(""), "table1")
+        shutil.copyfile(output.csv, output.preset_csv)
+        print(Path(output.md).read_text())
+
+
+rule table2:
+    """The paper's Table 2 ablations at this preset: GRPO, + IBTree, + IB advantage (chains),
+    random tree + IB adv., EPTree + IB adv., full IB-TPO."""
+    input:
+        files=files_of(final_rows(CFG["ablations"], with_base=False)),
+        evals=expand(f"{R}/eval/{{method}}/seed{{seed}}/step_{{step}}/{{b}}.json",
+                     method=CFG["ablations"], seed=SEEDS, step=STEPS, b=BENCH),
+    output:
+        **table_outputs("table2"),
+    params:
+        cfg=TABLE_PARAMS,
+    run:
+        import shutil
+        from ibtpo.jobs import table1
+
+        if not CFG["ablations"]:
+            raise WorkflowError("table2: the preset defines no `ablations` (Table 2 methods)")
+        table1.run(CFG, final_rows(CFG["ablations"], with_base=False), Path(output.csv).with_suffix(""), "table2")
         shutil.copyfile(output.csv, output.preset_csv)
         print(Path(output.md).read_text())
 
 
 TABLE3_METHOD = "ibtpo" if "ibtpo" in METHODS else METHODS[0]
+TABLE3_LABEL = f"{TABLE3_METHOD}@{FINAL}"
 
 
 rule table3:
-    """Branching statistics at toy scale: chains G=8 / G=12 and IBTree (4,9,1,1) on the same
-    problems, with the base model and a trained checkpoint (final step, first seed) as policy."""
+    """Branching statistics at toy scale: chains G=8 / G=12, random branching, EPTree and IBTree on
+    the same problems, with the base model and a trained checkpoint (final step, first seed)."""
     input:
         base=[BASE] if BUILD_BASE else [],
         marker=f"{R}/runs/{TABLE3_METHOD}/seed{SEEDS[0]}/checkpoints/step_{FINAL}.json",
         bench=f"{R}/data/bench/{BENCH[0]}.jsonl",
     output:
-        csv="results/table3.csv",
+        csv=report("results/table3.csv", caption=f"{REPORT}/table3.rst", category="Tables"),
+        md="results/table3.md",
+        tex="results/table3.tex",
+        details=f"{R}/table3_problems.json",
         preset_csv=f"{R}/table3.csv",
     params:
         cfg=section("rollout", "prompt_template"),
-        trained_label=f"{TABLE3_METHOD}@{FINAL}",
     threads: THREADS
     log:
         f"{R}/logs/table3.log",
     shell:
         "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} table3 --base {BASE} "
-        "--trained {input.marker} --trained-label {params.trained_label} --problems {input.bench} "
-        "--csv {output.csv} 2>&1 | tee {log} && cp {output.csv} {output.preset_csv}"
+        "--trained {input.marker} --trained-label {TABLE3_LABEL} --problems {input.bench} "
+        "--csv {output.csv} --details {output.details} 2>&1 | tee {log} && cp {output.csv} {output.preset_csv}"
+
+
+def figure_runs(methods):
+    return {m: {s: {"metrics": f"{R}/runs/{m}/seed{s}/metrics.jsonl",
+                    "steps": {st: {"eval": [f"{R}/eval/{m}/seed{s}/step_{st}/{b}.json" for b in BENCH],
+                                   "probe": f"{R}/probe/{m}/seed{s}/step_{st}.json"} for st in STEPS}}
+                for s in SEEDS} for m in methods}
+
+
+def figure_inputs(methods):
+    runs = figure_runs(methods)
+    files = [f"{R}/probe/base/step_0.json"] + [f"{R}/eval/base/step_0/{b}.json" for b in BENCH]
+    for m, seeds in runs.items():
+        for s, r in seeds.items():
+            files.append(f"{R}/runs/{m}/seed{s}/checkpoints/step_{FINAL}.json")  # metrics.jsonl is complete
+            for st in r["steps"].values():
+                files += st["eval"] + [st["probe"]]
+    return files + expand(f"{R}/probe/{{m}}/seed{{s}}.csv", m=methods, s=SEEDS)
+
+
+FIG_METHODS = ALL_METHODS if CFG["run_ablations"] else METHODS
+FIGURES = [f"{R}/figures/{n}.{e}" for n in ("dynamics_step", "dynamics_tokens", "training_curves") for e in ("png", "svg")]
+
+
+rule figures:
+    """Accuracy, entropy, Eff-Rate, IB-Score and Cov(η1,η2) against step and against cumulative
+    generated tokens, one line per method with a seed band; the per-step training log."""
+    input:
+        figure_inputs(FIG_METHODS),
+    output:
+        png_step=report(f"{R}/figures/dynamics_step.png", caption=f"{REPORT}/dynamics.rst", category="Figures"),
+        png_tokens=report(f"{R}/figures/dynamics_tokens.png", caption=f"{REPORT}/dynamics.rst", category="Figures"),
+        png_train=report(f"{R}/figures/training_curves.png", caption=f"{REPORT}/training.rst", category="Figures"),
+        svg=[f for f in FIGURES if f.endswith(".svg")],
+        csv=f"{R}/figures/dynamics.csv",
+    params:
+        cfg=section("method_defs", "evaluation", "probe"),
+    run:
+        from ibtpo.jobs import figures, table1
+
+        figures.run(figure_runs(FIG_METHODS), [f"{R}/eval/base/step_0/{b}.json" for b in BENCH],
+                    f"{R}/probe/base/step_0.json", table1.labels(CFG), f"{R}/figures",
+                    f"{PRESET} preset")
+
+
+def claims_manifest():
+    methods = FIG_METHODS
+    return {"rows": final_rows(methods, with_base=False),
+            "probes": {m: [f"{R}/probe/{m}/seed{s}/step_{FINAL}.json" for s in SEEDS] for m in methods},
+            "table3_details": f"{R}/table3_problems.json", "trained_label": TABLE3_LABEL,
+            "figures": {n: f"{PRESET}/figures/{n}.png" for n in ("dynamics_step", "dynamics_tokens")}}
+
+
+rule claims:
+    """Each claim of the paper with the reproduced evidence, its interval and a verdict."""
+    input:
+        rows=files_of(final_rows(FIG_METHODS, with_base=False)),
+        probes=[f for fs in claims_manifest()["probes"].values() for f in fs],
+        table3=f"{R}/table3_problems.json",
+        tables=["results/table1.csv"] + (["results/table2.csv"] if CFG["run_ablations"] and ABLATIONS else []),
+        figures=f"{R}/figures/dynamics_step.png",
+    output:
+        md=report("results/claims.md", caption=f"{REPORT}/claims.rst", category="Claims"),
+        json="results/claims.json",
+        preset_md=f"{R}/claims.md",
+    params:
+        cfg=section("report", "evaluation", "method_defs"),
+    run:
+        import shutil
+        from ibtpo.jobs import claims
+
+        claims.run(CFG, claims_manifest(), output.md, output.json)
+        shutil.copyfile(output.md, output.preset_md)
+        print(Path(output.md).read_text())

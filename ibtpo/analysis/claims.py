@@ -1,0 +1,54 @@
+"""The verdict rule of the claims report: a claim, its reproduced interval, and what follows.
+
+Every claim is stated as a quantity with a direction, and the evidence is a confidence interval
+``[lo, hi]`` (bootstrap over problems × seeds, ``ibtpo.analysis.bootstrap``). The rule, fixed before
+looking at any number and printed in the report:
+
+- ``greater`` (e.g. "IB-TPO beats GRPO": the difference is > 0):
+  supported if ``lo > 0``; not supported if ``hi < 0``; inconclusive if the CI contains 0.
+- ``not_greater`` (e.g. "clip-higher does not beat GRPO"): a claim of no improvement cannot be
+  shown by a CI that merely contains 0, so it is tested against a practical margin ``m`` (our
+  choice, 1 accuracy point): supported if ``hi <= m`` (the data rule out a gain above ``m``); not
+  supported if ``lo > 0`` (a significant gain); inconclusive otherwise.
+- ``within [a, b]`` (e.g. "about equal tokens": the ratio lies in [0.95, 1.05]): supported if the
+  CI lies inside ``[a, b]``; not supported if it lies entirely outside; inconclusive otherwise.
+- ``all_of``: a conjunction of sub-claims is supported if all are, not supported if any is not,
+  inconclusive otherwise.
+- no evidence at this preset (the method or table was not run): ``not measured at this preset``.
+"""
+
+from __future__ import annotations
+
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_MEASURED = (
+    "supported", "not supported", "inconclusive", "not measured at this preset")
+
+RULE_TEXT = __doc__.split("printed in the report:\n\n", 1)[1].strip()
+
+
+def verdict(lo: float | None, hi: float | None, direction: str = "greater", margin: float = 0.0,
+            bounds: tuple[float, float] | None = None) -> str:
+    if lo is None or hi is None:
+        return NOT_MEASURED
+    if lo > hi:
+        raise ValueError(f"interval [{lo}, {hi}] is empty")
+    if direction == "greater":
+        return SUPPORTED if lo > margin else NOT_SUPPORTED if hi < margin else INCONCLUSIVE
+    if direction == "not_greater":
+        return SUPPORTED if hi <= margin else NOT_SUPPORTED if lo > 0 else INCONCLUSIVE
+    if direction == "within":
+        if bounds is None:
+            raise ValueError("direction 'within' needs bounds (a, b)")
+        a, b = bounds
+        if a <= lo and hi <= b:
+            return SUPPORTED
+        return NOT_SUPPORTED if hi < a or lo > b else INCONCLUSIVE
+    raise ValueError(f"unknown direction {direction!r}; allowed: greater, not_greater, within")
+
+
+def combine(verdicts: list[str]) -> str:
+    """``all_of``: every sub-claim must hold."""
+    if not verdicts or any(v == NOT_MEASURED for v in verdicts):
+        return NOT_MEASURED
+    if any(v == NOT_SUPPORTED for v in verdicts):
+        return NOT_SUPPORTED
+    return SUPPORTED if all(v == SUPPORTED for v in verdicts) else INCONCLUSIVE

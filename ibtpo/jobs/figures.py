@@ -1,0 +1,133 @@
+"""Training-dynamics figures (the paper's Figures 1, 3 and 5, at the preset's scale).
+
+Per (method, seed, checkpoint step) one row of ``dynamics.csv``: cumulative generated tokens (from
+the run's ``metrics.jsonl``), accuracy (avg@k averaged over the benchmarks, from the evaluation
+files) and the probe's IB-Score, Cov(η1, η2), token entropy, Eff-Rate and Avg-Rate (step 0 is the
+base model, shared by every method). Figures, each as PNG and SVG, one line per method (mean over
+seeds) with a band from the lowest to the highest seed:
+
+- ``dynamics_step``   the five quantities against optimizer step;
+- ``dynamics_tokens`` the same against cumulative generated tokens (tree and chain methods are
+  only comparable at equal compute);
+- ``training_curves`` the per-step training log (reward, Eff-Rate, sample entropy), smoothed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+PANELS = [("accuracy", "accuracy avg@k (%)"), ("entropy", "token entropy (probe)"),
+          ("effective", "Eff-Rate (probe, %)"), ("ib_score", "IB-Score (probe)"), ("cov_eta", "Cov(η1, η2) (probe)")]
+TRAIN_PANELS = [("reward_mean", "train reward"), ("eff_rate", "train Eff-Rate"), ("sample_entropy", "train token entropy")]
+
+
+def read_metrics(path: str | Path) -> pd.DataFrame:
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return pd.DataFrame(rows)
+
+
+def accuracy(eval_files: list[str | Path]) -> float:
+    """avg@k (%) averaged over benchmarks."""
+    vals = []
+    for f in eval_files:
+        rec = json.loads(Path(f).read_text())
+        vals.append(100 * rec["metrics"][f"avg@{rec['k']}"])
+    return float(np.mean(vals))
+
+
+def dynamics(runs: dict, base_eval: list, base_probe: str | Path, labels: dict[str, str]) -> pd.DataFrame:
+    """``runs[method][seed] = {"metrics": path, "steps": {step: {"eval": [files], "probe": path}}}``."""
+    base = {"accuracy": accuracy(base_eval), **json.loads(Path(base_probe).read_text())["summary"]}
+    rows = []
+    for m, seeds in runs.items():
+        for s, run in seeds.items():
+            met = read_metrics(run["metrics"]).set_index("step")
+            rows.append({"method": m, "label": labels.get(m, m), "seed": int(s), "step": 0, "cum_tokens": 0, **base})
+            for step, files in sorted(run["steps"].items()):
+                probe = json.loads(Path(files["probe"]).read_text())["summary"]
+                rows.append({"method": m, "label": labels.get(m, m), "seed": int(s), "step": int(step),
+                             "cum_tokens": int(met.loc[int(step), "cum_gen_tokens"]),
+                             "accuracy": accuracy(files["eval"]), **probe})
+    df = pd.DataFrame(rows)
+    df["effective"] = 100 * df["effective"]
+    df["avg_rate"] = 100 * df["avg_rate"]
+    return df
+
+
+def _band_plot(ax, df: pd.DataFrame, x: str, y: str, label_of: dict) -> None:
+    for i, (m, g) in enumerate(df.groupby("method", sort=False)):
+        agg = g.groupby("step").agg(x=(x, "mean"), mean=(y, "mean"), lo=(y, "min"), hi=(y, "max")).sort_values("x")
+        color = f"C{i}"
+        ax.plot(agg["x"], agg["mean"], marker="o", ms=3, color=color, label=f"{label_of[m]} (n={g['seed'].nunique()})")
+        ax.fill_between(agg["x"], agg["lo"], agg["hi"], color=color, alpha=0.15, lw=0)
+
+
+def plot_dynamics(df: pd.DataFrame, out_dir: str | Path, title: str) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    label_of = dict(zip(df["method"], df["label"]))
+    written = []
+    for x, xlabel, stem in (("step", "optimizer step", "dynamics_step"),
+                            ("cum_tokens", "cumulative generated tokens", "dynamics_tokens")):
+        fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.4), constrained_layout=True)
+        for ax, (y, ylabel) in zip(axes, PANELS):
+            _band_plot(ax, df, x, y, label_of)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"{title} — mean over seeds, band = min..max seed")
+        for ext in ("png", "svg"):
+            fig.savefig(out_dir / f"{stem}.{ext}", dpi=120)
+            written.append(out_dir / f"{stem}.{ext}")
+        plt.close(fig)
+    return written
+
+
+def plot_training(metrics: dict[str, dict[int, str]], labels: dict[str, str], out_dir: str | Path, title: str,
+                  window: int = 5) -> list[Path]:
+    """Per-step training log, rolling mean over ``window`` steps, against step and tokens."""
+    out_dir = Path(out_dir)
+    frames = []
+    for m, seeds in metrics.items():
+        for s, path in seeds.items():
+            d = read_metrics(path)
+            for col, _ in TRAIN_PANELS:
+                d[col] = d[col].rolling(window, min_periods=1).mean()
+            frames.append(d.assign(method=m, label=labels.get(m, m), seed=int(s)))
+    df = pd.concat(frames, ignore_index=True)
+    df["eff_rate"] = 100 * df["eff_rate"]
+    label_of = dict(zip(df["method"], df["label"]))
+    fig, axes = plt.subplots(2, len(TRAIN_PANELS), figsize=(4 * len(TRAIN_PANELS), 6.4), constrained_layout=True)
+    for row, (x, xlabel) in enumerate((("step", "optimizer step"), ("cum_gen_tokens", "cumulative generated tokens"))):
+        for ax, (y, ylabel) in zip(axes[row], TRAIN_PANELS):
+            _band_plot(ax, df, x, y, label_of)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{title} — training log, rolling mean over {window} steps")
+    written = []
+    for ext in ("png", "svg"):
+        fig.savefig(out_dir / f"training_curves.{ext}", dpi=120)
+        written.append(out_dir / f"training_curves.{ext}")
+    plt.close(fig)
+    return written
+
+
+def run(runs: dict, base_eval: list, base_probe: str | Path, labels: dict[str, str], out_dir: str | Path,
+        title: str) -> pd.DataFrame:
+    df = dynamics(runs, base_eval, base_probe, labels)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    df.to_csv(Path(out_dir) / "dynamics.csv", index=False)
+    plot_dynamics(df, out_dir, title)
+    plot_training({m: {s: r["metrics"] for s, r in seeds.items()} for m, seeds in runs.items()}, labels, out_dir, title)
+    return df
