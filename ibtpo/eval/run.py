@@ -68,12 +68,11 @@ def model_arguments(model: str, checkpoint: str, spec: dict, seed: int, extra: d
         # HFLM batches sequences (the k repeats of a prompt are k requests): same sequences in flight
         return {"pretrained": checkpoint, "dtype": "float32", **extra}, spec["batch_size"] * spec["k"]
     if model == "vllm":
-        try:
-            import vllm  # noqa: F401
-        except Exception as e:  # noqa: BLE001
-            raise RuntimeError("model='vllm' needs vLLM, which is not installed here: install the `vllm` extra "
-                               "(pip install 'ibtpo[vllm]') on a GPU machine, or use model='ibtpo' / 'hf'") from e
-        return {"pretrained": checkpoint, "seed": seed, **extra}, "auto"
+        # lm-eval's vLLM model (GPU machines with the vllm extra); its batching is vLLM's own
+        from ..rollout.vllm_backend import lm_eval_model_args, require_vllm
+
+        require_vllm("evaluation.model: vllm")
+        return lm_eval_model_args(checkpoint, seed, extra), "auto"
     raise ValueError(f"unknown model {model!r}; one of {MODELS}")
 
 
