@@ -161,6 +161,17 @@ def validate(cfg: dict, origin: str = "<config>") -> dict:
     for k in ev["pass_at"]:
         if k > ev["k"]:
             problems.append(f"evaluation.pass_at: {k} exceeds evaluation.k ({ev['k']}) samples per problem")
+    # vLLM is a GPU-only extra: a CPU preset that selects it is wrong anywhere; a CUDA preset plans on a
+    # machine without vLLM (it fails when its first job starts, ibtpo.rollout.vllm_backend.require_vllm)
+    ro, on_cuda = cfg["rollout"], str(cfg["device"]).startswith("cuda")
+    for where, chosen in (("rollout.backend", ro["backend"] == "vllm"), ("evaluation.model", ev["model"] == "vllm")):
+        if chosen and not on_cuda:
+            problems.append(f"{where}: 'vllm' runs on CUDA GPUs only (device is {cfg['device']!r}); vLLM is a GPU-only "
+                            "optional extra (pip install '.[vllm]'): use rollout.backend hf / evaluation.model ibtpo on a CPU")
+    mml = (ro.get("vllm") or {}).get("max_model_len")
+    if mml is not None and mml <= ro["max_new_tokens"]:
+        problems.append(f"rollout.vllm.max_model_len: {mml} leaves no room for a prompt with rollout.max_new_tokens "
+                        f"({ro['max_new_tokens']})")
     if cfg["policy"]["base"] == "build" and "sft" not in cfg["data"]:
         problems.append("data.sft: required when policy.base is 'build' (the supervised warm-up data)")
     for where, ds in [("data.train", cfg["data"]["train"])] + [(f"data.benchmarks.{k}", v) for k, v in cfg["data"]["benchmarks"].items()]:

@@ -428,3 +428,33 @@ def test_real_engine_generates_and_follows_the_trainer(tmp_path, tok):
             q.add_(0.05 * torch.randn_like(q))
     res = b.check_weight_sync(model, probe=p * 3)
     assert res["before"]["mean"] > res["after"]["mean"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Config: rollout.vllm keys, and vLLM on a CPU preset
+# ------------------------------------------------------------------------------------------------
+
+def test_schema_keys_are_the_settings_fields():
+    import yaml
+
+    from ibtpo.config import SCHEMA_PATH
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    keys = set(schema["properties"]["rollout"]["properties"]["vllm"]["properties"])
+    assert keys == {f.name for f in vb.fields(vb.VLLMSettings)}
+
+
+def test_config_refuses_vllm_on_a_cpu_preset_and_plans_it_on_cuda():
+    from ibtpo.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"rollout.backend: 'vllm' runs on CUDA GPUs only .*pip install '\.\[vllm\]'"):
+        load_config("smoke", overrides={"rollout": {"backend": "vllm"}})
+    with pytest.raises(ConfigError, match="evaluation.model: 'vllm' runs on CUDA GPUs only"):
+        load_config("smoke", overrides={"evaluation": {"model": "vllm"}})
+    cfg = load_config("smoke", overrides={"device": "cuda", "rollout": {"backend": "vllm", "vllm": {"sleep_level": 1}},
+                                          "evaluation": {"model": "vllm"}})  # planning needs no vLLM here
+    assert cfg["rollout"]["vllm"] == {"sleep_level": 1}
+    with pytest.raises(ConfigError, match="rollout.vllm: Additional properties"):
+        load_config("smoke", overrides={"device": "cuda", "rollout": {"backend": "vllm", "vllm": {"tp": 2}}})
+    with pytest.raises(ConfigError, match="rollout.vllm.max_model_len: 64 leaves no room"):
+        load_config("smoke", overrides={"device": "cuda", "rollout": {"backend": "vllm", "vllm": {"max_model_len": 64}}})
