@@ -156,7 +156,8 @@ def evaluate_checkpoint(checkpoint: str, benchmarks: dict[str, dict], spec: dict
                 raise RuntimeError(f"{bench} doc {ex['doc_id']}: {len(responses)} responses / {len(correct)} grades, "
                                    f"expected k={spec['k']}")
             timeouts += int(ex["grader_timeouts"])
-            records.append({"id": ex["doc"]["id"], "answer": ex["doc"]["answer"],
+            # rows of lm-eval's own tasks (ibtpo.eval.builtin_tasks) may have no "answer" (IFEval)
+            records.append({"id": str(ex["doc"].get("id", ex["doc_id"])), "answer": ex["doc"].get("answer"),
                             "responses": list(responses), "correct": correct})
         n_data = sum(1 for line in (tasks_dir / task / "data.jsonl").read_text().splitlines() if line.strip())
         if len(records) != n_data:
