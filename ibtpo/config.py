@@ -157,6 +157,9 @@ def validate(cfg: dict, origin: str = "<config>") -> dict:
     if t["steps"] % t["checkpoint_every"]:
         problems.append(f"train.checkpoint_every: {t['checkpoint_every']} must divide train.steps ({t['steps']}) "
                         "so every checkpoint step is known in advance")
+    if t["batch_problems"] < t.get("num_processes", 1):
+        problems.append(f"train.num_processes: {t['num_processes']} exceeds train.batch_problems ({t['batch_problems']}); "
+                        "each process samples its share of a step's problems")
     ev = cfg["evaluation"]
     for k in ev["pass_at"]:
         if k > ev["k"]:
