@@ -8,6 +8,11 @@ include_defaults=False)`` indexes them recursively)::
     tasks_dir/<task>/eval_spec.json  the resolved eval spec that utils.py reads
     tasks_dir/<task>/data.jsonl      the benchmark normalised to string fields id / problem / answer
 
+A benchmark evaluated by one of lm-eval's own tasks (IFEval, GPQA-Diamond: ``lm_eval_task`` in the
+benchmark entry, or the ``<file>.meta.json`` sidecar ``make_data`` writes) gets a directory that
+``include:``s that task's YAML instead, with the same run-time parts; see
+:mod:`ibtpo.eval.builtin_tasks`.
+
 Why copies: lm-eval resolves ``!function utils.f`` relative to the YAML file that contains the tag
 (for an ``include:``d file, relative to that file), and a hook receives only ``(doc)`` or
 ``(doc, results)``, so the per-run settings must sit next to the hook module that reads them.
@@ -34,7 +39,7 @@ from pathlib import Path
 REQUIRED_SPEC = ("prompt_template", "temperature", "top_p", "max_new_tokens", "k")
 DEFAULT_SPEC = {"top_k": 0, "pass_at": [1], "batch_size": 32, "grader_timeout_s": 2.0, "stop": []}
 KNOWN_SPEC = set(REQUIRED_SPEC) | set(DEFAULT_SPEC)
-BENCH_KEYS = {"path", "problem_field", "answer_field", "id_field", "limit"}
+BENCH_KEYS = {"path", "problem_field", "answer_field", "id_field", "limit", "lm_eval_task"}
 FILTER_NAME = "all"
 
 
@@ -140,19 +145,40 @@ def _q(x) -> str:
     return json.dumps(x)
 
 
-def task_yaml(name: str, template: Path, spec: dict) -> str:
+def builtin_task_of(entry: dict) -> str | None:
+    """The lm-eval builtin task that evaluates a benchmark: the entry's ``lm_eval_task``, else the
+    one named by the sidecar ``<file>.meta.json`` that ``make_data`` writes next to the data file
+    (``ibtpo/jobs/make_data.py``); ``None``: our own math task."""
+    if entry.get("lm_eval_task"):
+        return str(entry["lm_eval_task"])
+    meta = Path(entry["path"]).with_suffix(".meta.json")
+    if meta.is_file():
+        return json.loads(meta.read_text()).get("lm_eval_task")
+    return None
+
+
+def task_yaml(name: str, template: Path, spec: dict, until: list[str] = (), own_prompt: bool = True) -> str:
+    """The resolved task YAML: ``include:`` of ``template`` (our math template, or a builtin task's
+    YAML with ``own_prompt=False``: its prompt, document processing and target are kept) plus the
+    run-time parts. ``until``: stop strings kept from the included task."""
     metrics = [("avg@k", "mean")] + [(f"pass@{j}", "mean") for j in spec["pass_at"]]
+    gen = generation_kwargs(spec)
+    gen["until"] = list(dict.fromkeys(list(until) + gen["until"]))
     lines = [
         "# Resolved by ibtpo.eval.tasks for one evaluation run; do not edit.",
         f"include: {_q(str(template))}",
         f"task: {_q(name)}",
         "dataset_path: json",
         "custom_dataset: !function utils.load_dataset",
-        "doc_to_text: !function utils.doc_to_text",
-        "doc_to_target: !function utils.doc_to_target",
+    ]
+    if own_prompt:
+        lines += ["doc_to_text: !function utils.doc_to_text", "doc_to_target: !function utils.doc_to_target"]
+    else:
+        lines += ["num_fewshot: 0", "dataset_kwargs: null"]
+    lines += [
         "process_results: !function utils.process_results",
         f"repeats: {spec['k']}",
-        f"generation_kwargs: {_q(generation_kwargs(spec))}",
+        f"generation_kwargs: {_q(gen)}",
         "filter_list:",
         f"  - name: {_q(FILTER_NAME)}",
         "    filter:",
@@ -181,9 +207,16 @@ def write_tasks(benchmarks: dict[str, dict], spec: dict, tasks_dir: str | Path) 
         name = task_name(bench)
         if name in names.values():
             raise ValueError(f"benchmark names collide after sanitising: {bench!r} -> {name!r}")
-        rows = normalize_benchmark(entry)
         d = tasks_dir / name
         d.mkdir()
+        builtin = builtin_task_of(entry)
+        if builtin:
+            from .builtin_tasks import write_builtin_task
+
+            write_builtin_task(d, bench, builtin, entry, spec, task_yaml)
+            names[bench] = name
+            continue
+        rows = normalize_benchmark({k: v for k, v in entry.items() if k != "lm_eval_task"})
         (d / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (d / "eval_spec.json").write_text(json.dumps({**spec, "benchmark": bench}, indent=1))
         shutil.copyfile(tdir / "utils.py", d / "utils.py")
