@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--marker", help="a train job's marker file naming the checkpoint")
     p.add_argument("--bench-dir", required=True)
     p.add_argument("--out", required=True)
+    p = sub.add_parser("preflight", help="one full-size update step and generation: fail early if it does not fit")
+    p.add_argument("--base", required=True)
+    p.add_argument("--train-data", required=True)
+    p.add_argument("--out", help="JSON report")
+    p.add_argument("--max-memory-gb", type=float, default=None, help="fail when a phase's peak exceeds this (GiB)")
     p = sub.add_parser("table1", help="results/table1.{csv,md} from evaluation files")
     p.add_argument("--rows", required=True, help="JSON: {method: {benchmark: [files per seed]}}")
     p.add_argument("--csv", required=True)
@@ -135,6 +140,14 @@ def main(argv: list[str] | None = None) -> int:
         from .jobs import evaluate, probe
 
         probe.run(cfg, args.checkpoint or evaluate.checkpoint_of(args.marker), args.bench_dir, args.out)
+    elif args.job == "preflight":
+        from .jobs import preflight
+
+        try:
+            preflight.run(cfg, args.base, args.train_data, args.out, max_memory_gb=args.max_memory_gb)
+        except preflight.PreflightFailed as e:
+            print(e, file=sys.stderr)
+            return 1
     elif args.job == "table1":
         from .jobs import table1
 

@@ -1,0 +1,405 @@
+"""Preflight: will a training step of this preset fit in memory? Find out in a minute, not hours in.
+
+``python -m ibtpo --config PRESET preflight --base BASE --train-data TRAIN [--out report.json]``
+allocates what a training job allocates and runs one step's worst case at full size:
+
+1. **load**: the policy (as the train job loads it: fp32), the generation backend, and through the
+   :class:`~ibtpo.trainer.Trainer` itself the reference model (when any method has a KL term) and
+   the optimizer;
+2. **update** (twice: the second runs with AdamW's moment buffers allocated, as every step after the
+   first does): the trainer's own ``_update`` on the largest gradient-accumulation chunk of the
+   preset, every sequence as long as it can be (the longest training prompt + ``rollout.max_new_tokens``
+   response tokens), plus the no-grad log-prob pass of the reference (or old) policy at its own
+   largest chunk;
+3. **generation** (between the two updates, so with optimizer state resident): one backend call with
+   ``batch_problems`` copies of the longest prompt, ``G`` samples each (``G`` of the method with the
+   most trajectories; no sampler asks for more in one call) and no stop token, so every sample runs
+   to ``max_new_tokens``;
+4. with ``rollout.backend: vllm``: the engine sleeps during the updates, wakes for the generation,
+   and :meth:`~ibtpo.rollout.vllm_backend.VLLMBackend.check_weight_sync` checks that it samples from
+   the updated weights.
+
+The worst case over the preset's ``methods``: the largest ``G``, a reference model if any method
+has ``kl_coef > 0``, the entropy term if any has ``entropy_coef > 0``. With ``train.num_processes
+> 1`` it measures one process's share (``ceil(batch_problems / num_processes)`` problems) with the
+whole model, which is exact for ``ddp`` and an upper bound for ``fsdp`` (sharded weights and state).
+
+It prints peak memory per phase (CUDA: ``torch.cuda.max_memory_allocated`` / reserved and the
+device's used memory, which includes vLLM's; CPU: peak RSS) and writes a JSON report. On an
+out-of-memory error, or a peak above ``--max-memory-gb``, it fails with the figures, the sizes that
+caused them and the config keys that shrink them. Nothing is written but the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+GIB = 2**30
+
+
+class PreflightFailed(RuntimeError):
+    """The preset does not fit (the message holds the figures and what to change)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Sizes (pure)
+# ------------------------------------------------------------------------------------------------
+
+def largest_split(n: int, parts: int) -> int:
+    """Largest piece of ``np.array_split`` of ``n`` items into ``min(parts, n)`` pieces."""
+    if n <= 0:
+        return 0
+    return math.ceil(n / min(parts, n))
+
+
+@dataclasses.dataclass
+class Plan:
+    method: str  # the method with the most trajectories per problem
+    G: int
+    problems: int  # problems per process per step
+    trajectories: int  # problems * G
+    update_chunk: int  # sequences in the largest gradient-accumulation chunk
+    frozen_chunk: int  # sequences in the largest no-grad log-prob chunk
+    prompt_tokens: int  # the longest training prompt
+    max_new_tokens: int
+    seq_len: int
+    reference_model: bool
+    entropy_term: bool
+    need_old: bool  # a no-grad pass of the policy for old log-probs (several updates per batch)
+    loss: dict
+    processes: int = 1
+    parallel: str = "single"
+
+
+def sampler_G(sampler: dict) -> int:
+    """Trajectories per problem of a sampler config (its registered class's ``G``)."""
+    from ..registry import SAMPLERS, get
+
+    cls = get(SAMPLERS, "sampler", sampler["name"])
+    obj = cls(**{k: v for k, v in sampler.items() if k != "name"})
+    if not hasattr(obj, "G"):
+        raise ValueError(f"sampler {sampler['name']!r} does not say how many trajectories it samples per problem (G)")
+    return int(obj.G)
+
+
+def make_plan(cfg: dict, prompt_tokens: int) -> Plan:
+    """The worst case over ``cfg['methods']`` (see the module doc)."""
+    t = cfg["train"]
+    mdefs = {m: cfg["method_defs"][m] for m in cfg["methods"]}
+    Gs = {m: sampler_G(d["sampler"]) for m, d in mdefs.items()}
+    method = max(Gs, key=lambda m: (Gs[m], -cfg["methods"].index(m)))
+    losses = [d.get("loss", {}) for d in mdefs.values()]
+    kl = max(float(l.get("kl_coef", 0.001)) for l in losses)  # 0.001: LossSettings' default
+    ent = max(float(l.get("entropy_coef", 0.0)) for l in losses)
+    loss = {**mdefs[method].get("loss", {}), "kl_coef": kl, "entropy_coef": ent}
+    processes = int(t.get("num_processes", 1))
+    problems = math.ceil(t["batch_problems"] / processes)
+    n = problems * Gs[method]
+    minibatches, chunks = int(t.get("minibatches", 1)), int(t.get("update_chunks", 4))  # TrainSettings defaults
+    max_new = cfg["rollout"]["max_new_tokens"]
+    return Plan(method=method, G=Gs[method], problems=problems, trajectories=n,
+                update_chunk=largest_split(largest_split(n, minibatches), chunks),
+                frozen_chunk=largest_split(n, chunks), prompt_tokens=prompt_tokens, max_new_tokens=max_new,
+                seq_len=prompt_tokens + max_new, reference_model=kl > 0, entropy_term=ent > 0,
+                need_old=int(t.get("ppo_epochs", 1)) > 1 or minibatches > 1, loss=loss, processes=processes,
+                parallel=t.get("parallel", "ddp") if processes > 1 else "single")
+
+
+def longest_prompt(problems: list[dict], tokenizer, template: str) -> tuple[int, list[int]]:
+    """``(row index, token ids)`` of the longest prompt, encoded as the rollout encodes it."""
+    texts = [template.format(problem=p["problem"]) for p in problems]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    i = int(np.argmax([len(x) for x in ids]))
+    return i, list(ids[i])
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory figures
+# ------------------------------------------------------------------------------------------------
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def snapshot(device: torch.device) -> dict:
+    """Memory figures in GiB. CUDA: the phase's peak (since :func:`reset_peak`) of torch's allocator
+    and the whole device's current use (other allocators such as vLLM's included); CPU: the
+    process's peak RSS so far (Linux cannot reset it per phase) and its current RSS."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        free, total = torch.cuda.mem_get_info(device)
+        return {"kind": "cuda", "peak_allocated_gib": torch.cuda.max_memory_allocated(device) / GIB,
+                "peak_reserved_gib": torch.cuda.max_memory_reserved(device) / GIB,
+                "allocated_gib": torch.cuda.memory_allocated(device) / GIB,
+                "device_used_gib": (total - free) / GIB, "device_total_gib": total / GIB}
+    rss = _rss_bytes()
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"kind": "cpu", "peak_rss_gib": _peak_rss_bytes() / GIB,
+            "rss_gib": None if rss is None else rss / GIB, "total_gib": total / GIB}
+
+
+def peak_gib(snap: dict) -> float:
+    """The one number compared with a budget: CUDA max(peak reserved, device used); CPU peak RSS."""
+    if snap["kind"] == "cuda":
+        return max(snap["peak_reserved_gib"], snap["device_used_gib"])
+    return snap["peak_rss_gib"]
+
+
+def _fmt(snap: dict) -> str:
+    if snap["kind"] == "cuda":
+        return (f"peak allocated {snap['peak_allocated_gib']:.2f} GiB, peak reserved {snap['peak_reserved_gib']:.2f} GiB, "
+                f"device in use {snap['device_used_gib']:.2f} / {snap['device_total_gib']:.2f} GiB")
+    rss = "?" if snap["rss_gib"] is None else f"{snap['rss_gib']:.2f}"
+    return f"peak RSS {snap['peak_rss_gib']:.2f} GiB (now {rss}) of {snap['total_gib']:.1f} GiB"
+
+
+def is_oom(e: BaseException) -> bool:
+    if isinstance(e, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+        return True
+    msg = str(e).lower()
+    return isinstance(e, RuntimeError) and any(s in msg for s in ("out of memory", "can't allocate memory",
+                                                                   "cannot allocate memory"))
+
+
+def estimates(cfg: dict, plan: Plan, n_params: int, vocab: int) -> dict:
+    """Back-of-envelope sizes (GiB) that the advice quotes: fp32 weights, gradients, AdamW moments,
+    the reference copy, and the full-vocabulary logits of one chunk (float32)."""
+    w = 4 * n_params / GIB
+    return {"parameters": n_params, "weights": w, "gradients": w, "adam_moments": 2 * w,
+            "reference_model": w if plan.reference_model else 0.0,
+            "chunk_logits": 4 * plan.update_chunk * plan.seq_len * vocab / GIB,
+            "frozen_chunk_logits": 4 * plan.frozen_chunk * plan.seq_len * vocab / GIB}
+
+
+def advice(phase: str, cfg: dict, plan: Plan, est: dict | None) -> list[str]:
+    """What to change in the config when ``phase`` runs out of memory."""
+    t, ro = cfg["train"], cfg["rollout"]
+    vllm = ro["backend"] == "vllm"
+    vcfg = ro.get("vllm") or {}
+    shape = f"{plan.seq_len} tokens ({plan.prompt_tokens} prompt + {plan.max_new_tokens} new)"
+    if phase == "load":
+        size = "" if est is None else (f" (fp32: {est['weights']:.2f} GiB of weights"
+                                       f"{', the same again for the reference model' if plan.reference_model else ''})")
+        out = [f"the models do not fit{size}: use a smaller policy.base, or train.num_processes > 1 with "
+               "train.parallel: fsdp to shard weights, gradients and optimizer state"]
+        if vllm:
+            out.append(f"lower rollout.vllm.gpu_memory_utilization (now {vcfg.get('gpu_memory_utilization', 0.4)}): "
+                       "vLLM takes that share of the GPU when it starts")
+        return out
+    if phase == "generation":
+        if vllm:
+            return [f"lower rollout.vllm.gpu_memory_utilization (now {vcfg.get('gpu_memory_utilization', 0.4)}) "
+                    "or rollout.vllm.max_num_seqs; keep rollout.vllm.sleep: true so the engine frees its memory "
+                    "during the update", f"lower rollout.max_new_tokens (now {plan.max_new_tokens})"]
+        return [f"the HF backend keeps {plan.problems} x {plan.G} = {plan.trajectories} sequences of {shape} in its "
+                f"KV cache: lower train.batch_problems (now {t['batch_problems']}) or rollout.max_new_tokens "
+                f"(now {plan.max_new_tokens}), or use rollout.backend: vllm on a GPU"]
+    logits = "" if est is None else f" (float32 logits alone: {est['chunk_logits']:.2f} GiB)"
+    out = [f"the largest update chunk holds {plan.update_chunk} sequences of {shape}{logits}: raise "
+           f"train.update_chunks (now {t.get('update_chunks', 4)}) or train.minibatches (now {t.get('minibatches', 1)}) "
+           "to make chunks smaller",
+           f"lower rollout.max_new_tokens (now {plan.max_new_tokens}) or train.batch_problems (now {t['batch_problems']})"]
+    if est is not None:
+        out.append(f"resident during the update: weights {est['weights']:.2f} + gradients {est['gradients']:.2f} + "
+                   f"AdamW moments {est['adam_moments']:.2f} + reference {est['reference_model']:.2f} GiB; "
+                   "train.num_processes > 1 with train.parallel: fsdp shards them")
+    if vllm:
+        out.append("keep rollout.vllm.sleep: true (the engine sleeps during the update) or lower "
+                   "rollout.vllm.gpu_memory_utilization")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The run
+# ------------------------------------------------------------------------------------------------
+
+def _fake_trajectories(plan: Plan, prompt: list[int], count: int, vocab: int, seed: int = 0):
+    """``count`` full-length trajectories (random response tokens, advantages of both signs)."""
+    from ..trajectories import Trajectory
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        resp = rng.integers(0, vocab, size=plan.max_new_tokens).tolist()
+        adv = np.where(np.arange(plan.max_new_tokens) % 2 == 0, 1.0, -1.0) * (1 if i % 2 else -1)
+        out.append(Trajectory(list(prompt), resp, [0.0] * len(resp), adv, float(i % 2), True, i))
+    return out
+
+
+def _load_policy(base: str, device: str):
+    """The policy exactly as the train job loads it (:func:`ibtpo.jobs.train.run`)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(device)
+
+
+def _make_backend(cfg: dict, model, tokenizer, base: str, device: str):
+    if cfg["rollout"]["backend"] == "vllm":
+        from ..rollout.vllm_backend import build_backend
+
+        return build_backend(cfg, model, base)
+    from .train import make_backend
+
+    return make_backend(cfg, model, tokenizer)
+
+
+def run(cfg: dict, base: str | Path, train_data: str | Path, out: str | Path | None = None,
+        max_memory_gb: float | None = None, log=print) -> dict:
+    """Run the preflight (module doc); returns the report, raises :class:`PreflightFailed`."""
+    from transformers import AutoTokenizer
+
+    from ..data.problems import load_problems
+    from ..trainer import Method, Trainer, TrainSettings
+    from .train import rollout_sampling
+
+    t_start = time.perf_counter()
+    base = str(base)
+    device = torch.device(cfg["device"])
+    if cfg["rollout"]["backend"] == "vllm":  # fail on a missing vLLM before loading anything
+        from ..rollout.vllm_backend import require_vllm
+
+        require_vllm("rollout.backend: vllm")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    problems = load_problems(train_data)
+    row, prompt = longest_prompt(problems, tokenizer, cfg["prompt_template"])
+    plan = make_plan(cfg, len(prompt))
+    report: dict = {"preset": cfg.get("preset"), "base": base, "device": str(device),
+                    "backend": cfg["rollout"]["backend"], "plan": dataclasses.asdict(plan),
+                    "longest_prompt_row": row, "phases": {}}
+    log(f"[preflight] {cfg.get('preset')} on {device}: worst case {plan.method} (G={plan.G}), "
+        f"{plan.problems} problems x {plan.G} = {plan.trajectories} sequences of up to {plan.seq_len} tokens "
+        f"({plan.prompt_tokens} prompt, row {row + 1} of {train_data}, + {plan.max_new_tokens} new); update chunk "
+        f"{plan.update_chunk}, no-grad chunk {plan.frozen_chunk}; reference model: {plan.reference_model}")
+    est = None
+    phase = "load"
+    state = {}
+
+    def finish(name: str, extra: dict | None = None) -> dict:
+        snap = snapshot(device)
+        report["phases"][name] = {"memory": snap, **(extra or {})}
+        log(f"[preflight] {name}: {_fmt(snap)}")
+        if max_memory_gb is not None and peak_gib(snap) > max_memory_gb:
+            raise PreflightFailed(_failure(f"{name}: peak {peak_gib(snap):.2f} GiB exceeds the budget of "
+                                           f"{max_memory_gb} GiB (--max-memory-gb)", name, cfg, plan, est, snap))
+        return snap
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="ibtpo-preflight-") as tmp:
+            reset_peak(device)
+            model = _load_policy(base, str(device))
+            n_params = sum(p.numel() for p in model.parameters())
+            vocab = int(model.config.vocab_size)
+            est = estimates(cfg, plan, n_params, vocab)
+            report["estimates_gib"] = est
+            backend = _make_backend(cfg, model, tokenizer, base, str(device))
+            sampling = rollout_sampling(cfg, tokenizer)
+            mdef = cfg["method_defs"][plan.method]
+            fields = {f.name for f in dataclasses.fields(TrainSettings)}
+            settings = TrainSettings(**{k: v for k, v in {**cfg["train"], "update_chunks": 1, "minibatches": 1,
+                                                          "ppo_epochs": 1, "num_processes": 1}.items()
+                                        if k in fields})
+            trainer = Trainer(model, tokenizer, problems, Method(plan.method, mdef["sampler"], mdef["advantage"],
+                                                                 plan.loss),
+                              settings, sampling, backend, None, tmp, cfg["prompt_template"], str(device),
+                              log=lambda *a, **k: None)
+            finish("load", {"parameters": n_params})
+            release = getattr(backend, "release", lambda: None)
+
+            chunk = _fake_trajectories(plan, prompt, plan.update_chunk, vocab)
+            frozen = _fake_trajectories(plan, prompt, plan.frozen_chunk, vocab, seed=1)
+            before = [p.detach().clone() for p in list(model.parameters())[:4]]
+
+            def update(name: str) -> None:
+                nonlocal phase
+                phase = name
+                reset_peak(device)
+                t0 = time.perf_counter()
+                if plan.reference_model or plan.need_old:
+                    trainer._frozen_logprobs(trainer.ref_model if plan.reference_model else trainer.model,
+                                             frozen, plan.max_new_tokens)
+                m = trainer._update(chunk)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                finish(name, {"seconds": time.perf_counter() - t0, "loss_metrics": m})
+
+            release()
+            update("update_1")
+
+            phase = "generation"
+            reset_peak(device)
+            t0 = time.perf_counter()
+            params = dataclasses.replace(sampling, stop_token_ids=())  # no stop: every sample runs to the end
+            outs = backend.generate([prompt] * plan.problems, plan.G, params, seed=0)
+            gen_tokens = sum(len(c.token_ids) for o in outs for c in o)
+            finish("generation", {"seconds": time.perf_counter() - t0, "sequences": plan.problems * plan.G,
+                                  "tokens_generated": gen_tokens})
+            release()
+
+            update("update_2")
+            state["params_changed"] = any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters()))
+            report["params_changed"] = state["params_changed"]
+
+            if cfg["rollout"]["backend"] == "vllm":
+                phase = "weight_sync"
+                reset_peak(device)
+                res = backend.check_weight_sync(model)
+                finish("weight_sync", {"logprob_gap": res})
+    except PreflightFailed:
+        raise
+    except Exception as e:  # noqa: BLE001 - out of memory is the case this job exists for
+        if not is_oom(e):
+            raise
+        snap = snapshot(device)
+        raise PreflightFailed(_failure(f"{phase}: out of memory ({type(e).__name__}: {str(e).strip()[:400]})",
+                                       phase, cfg, plan, est, snap)) from None
+    peaks = {k: peak_gib(v["memory"]) for k, v in report["phases"].items()}
+    report["peak_gib"] = max(peaks.values())
+    report["peak_phase"] = max(peaks, key=peaks.get)
+    report["seconds"] = time.perf_counter() - t_start
+    log(f"[preflight] OK: peak {report['peak_gib']:.2f} GiB in {report['peak_phase']} "
+        f"({'CUDA allocator / device' if device.type == 'cuda' else 'RSS'}); {report['seconds']:.1f} s")
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_out = out.with_name(out.name + ".tmp")
+        tmp_out.write_text(json.dumps(report, indent=1, default=float) + "\n")
+        os.replace(tmp_out, out)
+    return report
+
+
+def _failure(what: str, phase: str, cfg: dict, plan: Plan, est: dict | None, snap: dict) -> str:
+    key = "generation" if phase == "generation" else "load" if phase == "load" else "update"
+    lines = [f"preflight FAILED in {what}", f"  memory: {_fmt(snap)}",
+             f"  sizes: {plan.problems} problems x G={plan.G} ({plan.method}) = {plan.trajectories} sequences of "
+             f"{plan.seq_len} tokens; update chunk {plan.update_chunk}, no-grad chunk {plan.frozen_chunk}"]
+    if est is not None:
+        lines.append(f"  estimates: {est['parameters'] / 1e6:.1f}M parameters, fp32 weights {est['weights']:.2f} GiB, "
+                     f"chunk logits {est['chunk_logits']:.2f} GiB")
+    lines += ["  what to change:"] + [f"    - {a}" for a in advice(key, cfg, plan, est)]
+    return "\n".join(lines)
