@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import sys
 from pathlib import Path
 
@@ -34,8 +35,15 @@ def deep_merge(base: dict, over: dict) -> dict:
 def _read_yaml(path: Path) -> dict:
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
+    text = path.read_text()
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        # The resolved config a DAG run writes is JSON: read it as JSON, because YAML 1.1 reads
+        # JSON's exponent floats without a dot (1e-06, the paper's lr) as strings.
+        data = json.loads(text) if text.lstrip().startswith("{") else None
+    except json.JSONDecodeError:
+        data = None
+    try:
+        data = (yaml.safe_load(text) or {}) if data is None else data
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):

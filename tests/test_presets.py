@@ -9,6 +9,7 @@ Measured on the 2-core dev box: one dry run of a paper preset takes about 2 s.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -184,3 +185,33 @@ def test_local_paths_make_offline_planning_pass(workdir, tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
     assert _counts(out)["evaluate"] == 60 and "results/paper-qwen3-8b/data/bench/ifeval.jsonl" in out
+
+
+def test_make_data_job_materialises_the_paper_data(workdir, tmp_path):
+    """The real make_data job of a paper preset (hub-only sets given as local files): the train
+    file is DAPO-Math-17K, every benchmark is written, and the two evaluated by lm-eval's own tasks
+    carry their sidecar. (Training, evaluation and weights are not touched.)"""
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "amc24.jsonl").write_text('{"problem": "1+1?", "answer": 2.0}\n')
+    (local / "gpqa_diamond.jsonl").write_text(json.dumps({"Question": "q", "Correct Answer": "a", "Incorrect Answer 1": "b",
+                                                          "Incorrect Answer 2": "c", "Incorrect Answer 3": "d"}) + "\n")
+    (local / "ifeval.jsonl").write_text(json.dumps({"key": 5, "prompt": "p", "instruction_id_list": [], "kwargs": []}) + "\n")
+    over = {"extends": "paper-qwen3-1.7b", "data": {"benchmarks": {
+        n: {"source": "registry", "name": n, "path": str(local / f"{n}.jsonl")} for n in HUB_ONLY}}}
+    if os.environ.get("IBTPO_DATA_DIR"):
+        over["data_dir"] = str(DATA_DIR)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(over))
+    d = workdir / "results" / "paper-qwen3-1.7b" / "data"
+    r = snakemake(workdir, "--cores", "1", str(d.relative_to(workdir) / "train.jsonl"), "--configfile", str(tmp_path / "c.yaml"))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    print(f"[presets] make_data of paper-qwen3-1.7b: {r.seconds:.1f} s")
+    train = [json.loads(x) for x in (d / "train.jsonl").read_text().splitlines()]
+    assert len(train) == _dapo_rows() and all(re.fullmatch(r"-?\d+", t["answer"]) for t in train)
+    for b in BENCHMARKS:
+        assert (d / "bench" / f"{b}.jsonl").is_file()
+    assert json.loads((d / "bench" / "amc24.jsonl").read_text())["answer"] == "2"
+    for b, task in (("gpqa_diamond", "gpqa_diamond_cot_zeroshot"), ("ifeval", "ifeval")):
+        assert json.loads((d / "bench" / f"{b}.meta.json").read_text())["lm_eval_task"] == task
+    assert not (d / "bench" / "math500.meta.json").exists()
+    assert "also appear verbatim in the training data" in (workdir / "results" / "paper-qwen3-1.7b" / "logs" / "make_data.log").read_text()
