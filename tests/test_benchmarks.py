@@ -124,6 +124,25 @@ def test_offline_switches_count_as_unreachable(monkeypatch):
     assert bm.hub_unreachable() == "HF_DATASETS_OFFLINE=true"
 
 
+def test_probe_connects_to_the_endpoint_or_its_proxy(monkeypatch):
+    """Loopback only: a listening socket answers, a closed port does not; nothing is sent."""
+    import socket
+
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        monkeypatch.setenv("HF_ENDPOINT", f"https://127.0.0.1:{port}")
+        assert bm.hub_unreachable() is None
+        monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+        assert bm.hub_unreachable() is None  # the proxy answers for the hub
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")  # now closed
+    assert bm.hub_unreachable(timeout_s=2).startswith(f"no connection to 127.0.0.1:{port}")
+
+
 def test_skip_drops_hub_only_benchmarks_and_keeps_local_ones():
     cfg = _paper(offline_benchmarks="skip")
     assert cfg["evaluation"]["benchmarks"] == ["math500", "aime24", "aime25", "amc23"]

@@ -286,15 +286,22 @@ def offline_reason() -> str | None:
 
 
 def hub_unreachable(timeout_s: float = 3.0) -> str | None:
-    """``None`` if the hub answers a TCP connection (no request is sent, nothing is downloaded),
-    else why not. Honours the offline switches and ``HF_ENDPOINT``."""
+    """``None`` if the hub (or the HTTPS proxy, when one is set) accepts a TCP connection (no
+    request is sent, nothing is downloaded), else why not. Honours the offline switches and
+    ``HF_ENDPOINT``."""
     reason = offline_reason()
     if reason:
         return reason
     from urllib.parse import urlparse
 
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
+    if url.scheme == "http":
+        proxy = os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy")
+    else:
+        proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    if proxy:  # the hub is reached through the proxy: the proxy is what must answer
+        url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
     try:
         socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as e:
