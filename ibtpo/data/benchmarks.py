@@ -64,6 +64,18 @@ def _field(name: str) -> Callable[[dict], object]:
     return get
 
 
+def _first_field(*names: str) -> Callable[[dict], object]:
+    """The first of ``names`` the row has (hub copies of one set name their fields differently)."""
+
+    def get(row: dict):
+        for n in names:
+            if n in row:
+                return row[n]
+        raise KeyError(" or ".join(names))
+
+    return get
+
+
 def _chat_user_content(row: dict) -> str:
     """DAPO's ``prompt``: a list of ``{content, role}`` messages with exactly one user message."""
     msgs = row.get("prompt")
@@ -101,7 +113,8 @@ SOURCES: dict[str, Source] = {
                             id=lambda r: f"dapo-{r['extra_info']['index']}", integer_answers=True),
     # hub-only (ids our choice, see the module docstring)
     "amc24": Source("AMC 10/12 2024", hub=("evalscope/amc_22-24", "amc24", "test"), id=None,
-                    note="our choice of hub id; answers are LaTeX values, not letters"),
+                    problem=_first_field("problem", "question"),
+                    note="our choice of hub id (its field names not verified offline); answers are values, not letters"),
     "gpqa_diamond": Source("GPQA-Diamond", hub=("Idavidrein/gpqa", "gpqa_diamond", "train"), id=None,
                            lm_eval_task="gpqa_diamond_cot_zeroshot",
                            note="gated dataset: accept its licence on the hub and set HF_TOKEN"),
