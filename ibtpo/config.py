@@ -203,9 +203,28 @@ def validate(cfg: dict, origin: str = "<config>") -> dict:
             print(f"[config] offline_benchmarks=skip: dropped hub-only benchmarks {dropped}", file=sys.stderr)
         if not cfg["evaluation"]["benchmarks"]:
             problems.append("offline_benchmarks: skip dropped every benchmark of evaluation.benchmarks")
+    train_gpus = rule_resources(cfg, "train").get("gpu")
+    if on_cuda and train_gpus is not None and train_gpus < t.get("num_processes", 1):
+        problems.append(f"resources.train.gpu: {train_gpus} GPU(s) for train.num_processes = {t.get('num_processes', 1)} "
+                        "(one process per GPU)")
     if problems:
         raise ConfigError(f"{origin}: invalid configuration:\n" + "\n".join("  " + p for p in problems))
     return cfg
+
+
+def rule_resources(cfg: dict, rule: str) -> dict:
+    """A rule's job resources from the preset's ``resources:`` (``default`` overridden key by key by
+    the rule's entry), for the rule's ``resources:``; what is left comes from the profile's
+    default-resources (pipelines/profiles/slurm)."""
+    res = cfg.get("resources") or {}
+    return {**res.get("default", {}), **res.get(rule, {})}
+
+
+def check_resource_rules(cfg: dict, rules) -> None:
+    """``resources:`` keys must be ``default`` or a rule of the workflow (a typo would be ignored)."""
+    unknown = sorted(set(cfg.get("resources") or {}) - set(rules) - {"default"})
+    if unknown:
+        raise ConfigError(f"resources: unknown rule(s) {unknown}; allowed: {sorted(set(rules) | {'default'})}")
 
 
 def data_root(cfg: dict) -> Path:
