@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${IBTPO_VENV:-.venv}"
 constraints="${IBTPO_CONSTRAINTS:-constraints/cpu.txt}"
-extras="${IBTPO_EXTRAS:-dev}"
+extras="${IBTPO_EXTRAS:-dev,slurm}"  # slurm: the executor plugin that tests/test_slurm.py drives
 want="$(cat pyproject.toml "$constraints" | sha256sum | cut -d' ' -f1)-$extras"
 stamp="$venv/.ibtpo-installed"
 if [ ! -x "$venv/bin/python" ]; then
