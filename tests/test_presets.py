@@ -187,6 +187,7 @@ def test_local_paths_make_offline_planning_pass(workdir, tmp_path):
     assert _counts(out)["evaluate"] == 60 and "results/paper-qwen3-8b/data/bench/ifeval.jsonl" in out
 
 
+@pytest.mark.slow
 def test_make_data_job_materialises_the_paper_data(workdir, tmp_path):
     """The real make_data job of a paper preset (hub-only sets given as local files): the train
     file is DAPO-Math-17K, every benchmark is written, and the two evaluated by lm-eval's own tasks
