@@ -33,6 +33,7 @@ caused them and the config keys that shrink them. Nothing is written but the rep
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -281,6 +282,9 @@ def run(cfg: dict, base: str | Path, train_data: str | Path, out: str | Path | N
     t_start = time.perf_counter()
     base = str(base)
     device = torch.device(cfg["device"])
+    if device.type == "cuda":  # figures of this run only, not of memory an earlier caller left cached
+        gc.collect()
+        torch.cuda.empty_cache()
     if cfg["rollout"]["backend"] == "vllm":  # fail on a missing vLLM before loading anything
         from ..rollout.vllm_backend import require_vllm
 

@@ -460,7 +460,7 @@ class VLLMBackend(GenerationBackend):
         """Follow ``model`` (default: the attached policy). Loads now when the engine is awake; a
         sleeping engine loads when it wakes (at the next ``generate``)."""
         if model is not None:
-            if self.policy is not None and model is not self.policy:
+            if model is not self.policy:
                 self.device = _model_device(model)
             self.policy = model
         if self.policy is None:
