@@ -1,6 +1,7 @@
 """The DAG itself: dry-run plans, a bad config fails before any job, the smoke preset builds table 1,
 and a second run has nothing to do."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -42,6 +43,28 @@ def test_dry_run_plans_every_job_of_the_tiny_preset(workdir):
     assert counts["evaluate_base"] == counts["build_base"] == counts["make_data"] == counts["table1"] == 1
 
 
+def _job_counts(out: str) -> dict:
+    return {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+
+
+def test_dry_run_default_target_probes_every_checkpoint_and_table2_trains_the_ablations(workdir):
+    from ibtpo.config import load_config
+
+    cfg = load_config("tiny")
+    n_ckpt = cfg["train"]["steps"] // cfg["train"]["checkpoint_every"]
+    r = snakemake(workdir, "-n", "--cores", "2")
+    assert r.returncode == 0, r.stderr + r.stdout
+    c = _job_counts(r.stdout + r.stderr)
+    runs = len(cfg["methods"]) * len(cfg["seeds"])
+    assert c["probe"] == runs * n_ckpt and c["probe_base"] == 1 and c["figures"] == c["claims"] == 1
+    assert "table2" not in c  # ablations are beyond the default target's time budget
+    r = snakemake(workdir, "-n", "--cores", "2", "results/table2.csv")
+    assert r.returncode == 0, r.stderr + r.stdout
+    c = _job_counts(r.stdout + r.stderr)
+    assert c["train"] == len(cfg["ablations"]) * len(cfg["seeds"]) and c["table2"] == 1
+
+
 def test_bad_config_fails_before_any_job(workdir):
     r = snakemake(workdir, "-n", "--cores", "2", "results/table1.csv", "--config", "preset=smoke", "seeds=[]")
     assert r.returncode != 0
@@ -51,10 +74,26 @@ def test_bad_config_fails_before_any_job(workdir):
 
 @pytest.mark.slow
 def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
-    r = snakemake(workdir, "--cores", "2", "results/table1.csv", "results/table3.csv", "--config", "preset=smoke")
+    r = snakemake(workdir, "--cores", "2", "--config", "preset=smoke")  # default target: everything
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     t3 = pd.read_csv(workdir / "results" / "table3.csv")
-    assert list(t3["G"]) == [8, 12, 12] * 2 and set(t3["policy"]) == {"base", "ibtpo@4"}
+    assert list(t3["G"]) == [8, 12, 12, 12, 12] * 2 and set(t3["policy"]) == {"base", "ibtpo@4"}
+    for name in ("table1", "table3"):
+        for ext in ("csv", "md", "tex"):
+            assert (workdir / "results" / f"{name}.{ext}").stat().st_size > 100, (name, ext)
+    figs = workdir / "results" / "smoke" / "figures"
+    for stem in ("dynamics_step", "dynamics_tokens", "training_curves"):
+        assert (figs / f"{stem}.png").exists() and (figs / f"{stem}.svg").exists()
+    probe = pd.read_csv(workdir / "results" / "smoke" / "probe" / "ibtpo" / "seed0.csv")
+    assert list(probe["step"]) == [0, 2, 4] and probe["ib_score"].notna().all()
+    claims = json.loads((workdir / "results" / "claims.json").read_text())
+    verdicts = {c["id"]: c["verdict"] for c in claims["claims"]}
+    assert verdicts["grpo_cliphigher_not_better"] == "not measured at this preset"  # not in the smoke run
+    assert verdicts["ibtpo_beats_grpo"] in ("supported", "not supported", "inconclusive")
+    assert "## Verdict rule" in (workdir / "results" / "claims.md").read_text()
+    rep = snakemake(workdir, "--config", "preset=smoke", "--report", "results/report.html")
+    assert rep.returncode == 0, (rep.stdout + rep.stderr)[-3000:]
+    assert (workdir / "results" / "report.html").stat().st_size > 100_000
     df = pd.read_csv(workdir / "results" / "table1.csv")
     assert list(df["method"]) == ["base", "grpo", "ibtpo"]
     for col in ("arith_id", "arith_ops5", "arith_wide", "Avg"):
@@ -67,7 +106,7 @@ def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
     evals = sorted(p.relative_to(workdir / "results" / "smoke" / "eval").as_posix()
                    for p in (workdir / "results" / "smoke" / "eval").rglob("step_*/*.json"))
     assert len(evals) == 3 * (1 + 2 * 2)  # base + 2 methods x steps 2 and 4, three benchmarks each
-    again = snakemake(workdir, "--cores", "2", "results/table1.csv", "results/table3.csv", "--config", "preset=smoke")
+    again = snakemake(workdir, "--cores", "2", "--config", "preset=smoke")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -75,6 +114,10 @@ def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
     # times, provenance.json and metrics.jsonl hold timestamps and timings: those differ)
     other = workdir / "second"
     (other / "results").mkdir(parents=True)
-    r2 = snakemake(other, "--cores", "2", "results/table1.csv", "--config", "preset=smoke")
+    r2 = snakemake(other, "--cores", "2", "results/table1.csv", "results/smoke/probe/grpo/seed0/step_4.json",
+                   "--config", "preset=smoke")
     assert r2.returncode == 0, (r2.stdout + r2.stderr)[-4000:]
     assert (other / "results" / "table1.csv").read_bytes() == (workdir / "results" / "table1.csv").read_bytes()
+    p1, p2 = (json.loads((d / "results" / "smoke" / "probe" / "grpo" / "seed0" / "step_4.json").read_text())
+              for d in (workdir, other))
+    assert p1["problems"] == p2["problems"]
