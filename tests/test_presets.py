@@ -58,6 +58,7 @@ def test_paper_presets_carry_the_reported_setup(preset):
     assert (ev["temperature"], ev["top_p"], ev["top_k"], ev["max_new_tokens"], ev["k"]) == (0.7, 0.95, 20, 2048, 32)
     assert ev["benchmarks"] == BENCHMARKS and sorted(cfg["data"]["benchmarks"]) == sorted(BENCHMARKS)
     assert ro["backend"] == "vllm"
+    assert t["num_processes"] == cfg["resources"]["train"]["gpu"] == 8  # the reported 8xA100
     md = cfg["method_defs"]
     assert md["ibtpo"]["sampler"] == {"name": "ibtree", "B0": 4, "L": 9, "K": 1, "B": 1, "beta": 5.0}
     assert md["ibtpo"]["advantage"] == {"name": "ibtpo", "beta": 5.0, "lam": 0.1}
