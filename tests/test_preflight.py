@@ -145,3 +145,11 @@ def test_cli_writes_the_report_and_fails_on_a_budget(setup, tmp_path):
     bad = subprocess.run(cmd + ["--max-memory-gb", "0.000001"], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 1 and "preflight FAILED in load: peak" in bad.stderr
+
+
+def test_sharded_presets_are_refused_before_loading_anything(setup):
+    base, data = setup
+    cfg = _cfg()
+    cfg["train"].update(num_processes=8, parallel="fsdp")
+    with pytest.raises(preflight.PreflightFailed, match="cannot check this preset: train.parallel is fsdp"):
+        preflight.run(cfg, base, data, log=lambda *_: None)

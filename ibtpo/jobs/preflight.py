@@ -22,7 +22,8 @@ allocates what a training job allocates and runs one step's worst case at full s
 The worst case over the preset's ``methods``: the largest ``G``, a reference model if any method
 has ``kl_coef > 0``, the entropy term if any has ``entropy_coef > 0``. With ``train.num_processes
 > 1`` it measures one process's share (``ceil(batch_problems / num_processes)`` problems) with the
-whole model, which is exact for ``ddp`` and an upper bound for ``fsdp`` (sharded weights and state).
+whole model, which is exact for ``ddp``; ``fsdp`` (sharded weights and state) it refuses, before
+loading anything, since one process with the whole model would report a failure training does not have.
 
 It prints peak memory per phase (CUDA: ``torch.cuda.max_memory_allocated`` / reserved and the
 device's used memory, which includes vLLM's; CPU: peak RSS) and writes a JSON report. On an
@@ -293,6 +294,12 @@ def run(cfg: dict, base: str | Path, train_data: str | Path, out: str | Path | N
     problems = load_problems(train_data)
     row, prompt = longest_prompt(problems, tokenizer, cfg["prompt_template"])
     plan = make_plan(cfg, len(prompt))
+    if plan.processes > 1 and plan.parallel == "fsdp":
+        raise PreflightFailed(f"preflight cannot check this preset: train.parallel is fsdp with train.num_processes "
+                              f"{plan.processes}, so each process holds 1/{plan.processes} of the weights, gradients "
+                              "and optimizer state, and this preflight runs one process with the whole model (it "
+                              "would report an out-of-memory that training does not have). It is exact for ddp and "
+                              "one process; for fsdp, run one training step under accelerate instead")
     report: dict = {"preset": cfg.get("preset"), "base": base, "device": str(device),
                     "backend": cfg["rollout"]["backend"], "plan": dataclasses.asdict(plan),
                     "longest_prompt_row": row, "phases": {}}
