@@ -503,6 +503,7 @@ class VLLMBackend(GenerationBackend):
         """Awake, holding the policy's current weights (see the module doc for the order)."""
         t0 = time.perf_counter()
         if self._asleep:
+            _empty_cuda_cache()  # memory torch's allocator keeps cached after the update is not vLLM's to take
             self._wake(["weights"])
         if self._stale():
             self._load_policy()
@@ -610,6 +611,15 @@ def default_probe(vocab_size: int, length: int = 48, seed: int = 0) -> list[int]
     return [int(t) for t in np.random.default_rng(seed).integers(0, vocab_size, size=length)]
 
 
+def _empty_cuda_cache() -> None:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _block_size(llm, default: int = 16) -> int:
     """The engine's KV block size (for :class:`PrefixLedger`); vLLM's default 16 when not found."""
     engine = getattr(llm, "llm_engine", None)
@@ -633,13 +643,17 @@ def _model_device(model):
 # Wiring: the train job and lm-eval
 # ------------------------------------------------------------------------------------------------
 
-def build_backend(cfg: dict, model, model_path: str, seed: int = 0) -> VLLMBackend:
-    """The ``rollout.backend: vllm`` backend of a resolved config, following ``model``."""
+def build_backend(cfg: dict, model, model_path: str | None = None, seed: int = 0) -> VLLMBackend:
+    """The ``rollout.backend: vllm`` backend of a resolved config, following ``model``; the engine
+    reads config and tokenizer from ``model_path`` (default: where ``model`` was loaded from)."""
     require_vllm("rollout.backend: vllm")
     if not str(cfg.get("device", "cpu")).startswith("cuda"):
         raise ValueError(f"rollout.backend: vllm runs on CUDA GPUs only (device is {cfg.get('device')!r})")
     settings = VLLMSettings.from_config(cfg["rollout"].get("vllm"))
-    return VLLMBackend.from_pretrained(model_path, policy=model, settings=settings, seed=seed)
+    path = model_path or getattr(model, "name_or_path", None)
+    if not path:
+        raise ValueError("rollout.backend: vllm needs the checkpoint the policy was loaded from (model_path)")
+    return VLLMBackend.from_pretrained(str(path), policy=model, settings=settings, seed=seed)
 
 
 def lm_eval_model_args(checkpoint: str, seed: int, extra: dict | None = None) -> dict:
