@@ -42,7 +42,7 @@ def test_presets_validate():
     (("method_defs", "grpo", "advantage", "name"), "ppo", r"advantage.name: unknown advantage 'ppo'; allowed: \["),
     (("train", "steps"), "20", r"train.steps: '20' is not of type 'integer'"),
     (("train", "steps"), 0, r"train.steps: 0 is less than the minimum of 1"),
-    (("train", "checkpoint_every"), 3, r"train.checkpoint_every: 3 must divide train.steps \(40\)"),
+    (("train", "checkpoint_every"), 4, r"train.checkpoint_every: 4 must divide train.steps \(30\)"),
     (("evaluation", "benchmarks"), ["arith_id", "gsm8k"], r"evaluation.benchmarks: 'gsm8k' is not defined under data.benchmarks"),
     (("evaluation", "pass_at"), [1, 8], r"evaluation.pass_at: 8 exceeds evaluation.k \(4\)"),
     (("method_defs", "grpo", "loss", "aggregation"), "sum", r"aggregation: 'sum' is not one of \['token-mean'"),

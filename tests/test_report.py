@@ -214,3 +214,18 @@ def test_checkpoints_of_another_configuration_are_set_aside(tmp_path):
     msgs = []
     set_aside_stale(run, "bbb", log=msgs.append)       # changed: kept aside, never resumed
     assert not (run / "ckpt").exists() and (run / "stale-aaa" / "ckpt" / "step_10").exists() and "moved" in msgs[0]
+
+
+def test_table2_reads_the_papers_ablation_rows(tmp_path):
+    from ibtpo.jobs import table1
+
+    shared = __import__("conftest").REPO.parent / "shared" / "paper"
+    cfg = {"preset": "t", "train": {"steps": 1}, "evaluation": {"benchmarks": ["amc24"], "k": 2},
+           "method_defs": {"grpo": {"label": "GRPO"}, "ibtpo": {"label": "IB-TPO"}},
+           "report": {"bootstrap": 200, "confidence": 0.95, "paper_dir": str(shared), "paper_model": "Qwen3-8B-Base",
+                      "paper_columns": {"amc24": "AMC24", "math500": "MATH-500"}}}
+    rows = {m: {"amc24": [_eval_file(tmp_path / f"{m}.json", [[1, 0]])]} for m in ("grpo", "ibtpo")}
+    df = table1.run(cfg, rows, tmp_path / "table2", "table2")
+    got = dict(zip(df["method"], df["amc24_paper"]))
+    assert got["grpo"] == 39.4 and got["ibtpo"] == 46.0  # ../shared/paper/table2_ablation.csv
+    assert "amc24 (paper)" in (tmp_path / "table2.md").read_text()

@@ -16,6 +16,11 @@ import pandas as pd
 from ..analysis.results import add_paper, method_table, write_all
 
 PAPER_FILES = {"table1": "table1.csv", "table2": "table2_ablation.csv"}
+# rows of the paper's Table 2 (../shared/paper/table2_ablation.csv, column "configuration")
+TABLE2_PAPER_ROWS = {"grpo": "GRPO", "grpo_ibtree": "GRPO + IBTree",
+                     "grpo_ibadv": "GRPO + IB advantage (independent chains)",
+                     "randtree_ibadv": "Random tree + IB advantage", "eptree_ibadv": "EPTree + IB advantage",
+                     "ibtpo": "IB-TPO (IBTree + IB advantage)"}
 
 
 def labels(cfg: dict) -> dict[str, str]:
@@ -30,9 +35,12 @@ def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1") -> pd.Da
     df = method_table(rows, benchmarks, labels(cfg), diffs=diffs, n_boot=rep["bootstrap"],
                       confidence=rep["confidence"])
     if rep.get("paper_dir") and rep.get("paper_columns"):
-        key = "method" if which == "table1" else "configuration"
+        key, paper_rows = (("method", rep.get("paper_rows", {})) if which == "table1"
+                           else ("configuration", TABLE2_PAPER_ROWS))
+        paper = pd.read_csv(Path(rep["paper_dir"]) / PAPER_FILES[which], nrows=0)
+        columns = {b: c for b, c in {**rep["paper_columns"], "Avg": "Avg"}.items() if c in paper.columns}  # Table 2: 3 benchmarks
         df = add_paper(df, Path(rep["paper_dir"]) / PAPER_FILES[which], rep.get("paper_model", ""),
-                       rep["paper_columns"], rep.get("paper_rows", {}), row_key=key)
+                       columns, paper_rows, row_key=key)
     ev = cfg["evaluation"]
     name = "Table 1" if which == "table1" else "Table 2 (ablations)"
     title = (f"{name} ({cfg['preset']} preset): avg@{ev['k']} (%) at the final checkpoint "
