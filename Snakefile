@@ -58,6 +58,7 @@ include: "pipelines/rules/base.smk"
 include: "pipelines/rules/train.smk"
 include: "pipelines/rules/evaluate.smk"
 include: "pipelines/rules/probe.smk"
+include: "pipelines/rules/preflight.smk"
 include: "pipelines/rules/report.smk"
 
 
