@@ -11,6 +11,15 @@ Checkpoints every ``checkpoint_every`` steps (HF format + trainer state, atomica
 resumes from the latest complete checkpoint: the data order and the per-step sampling seeds are
 functions of ``(seed, step)``, and optimizer, scheduler and RNG states are restored, so a resumed
 run reproduces the uninterrupted one.
+
+Several processes (``train.num_processes``, launched by ``accelerate launch``; plumbing in
+:mod:`ibtpo.distributed`) split a step's problems: problem ``j`` of the step goes to process
+``j % world``, which samples and scores its share. The update is then the one-process update on
+the whole (global) batch: trajectories keep their global order (problem position, then leaf),
+minibatches are cut from that order, the loss normalisers are the minibatch's global token and
+sequence counts, gradients are summed over processes, logged metrics are reduced over them, and
+only process 0 writes checkpoints and ``metrics.jsonl``. Rollout seeds depend on the process
+(:func:`rollout_seed`), so runs are reproducible for a given number of processes.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from .distributed import Dist
 from .losses import policy_loss
 from .registry import ADVANTAGES, SAMPLERS, get
 from .rollout.backend import SamplingParams
@@ -51,6 +61,8 @@ class TrainSettings:
     minibatches: int = 1  # optimizer steps per pass
     update_chunks: int = 4  # length-sorted chunks per minibatch (gradient accumulation; less padding)
     seed: int = 0
+    num_processes: int = 1  # training processes (GPUs); > 1 is launched by ``accelerate launch``
+    parallel: str = "ddp"  # accelerate config under pipelines/accelerate/ when num_processes > 1
 
 
 @dataclass
@@ -75,6 +87,15 @@ class Method:
 
 def _step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7_919 + 12_345) % (2**31 - 1)
+
+
+def rollout_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The sampling seed of process ``rank``'s share of ``step`` (process 0: the one-process seed).
+
+    Backends draw one random stream per batched call, so a problem's samples depend on what else
+    is in the call; a multi-process run therefore reproduces itself for a given number of
+    processes, not a one-process run's rollouts (its *update* on a given batch is the same)."""
+    return (_step_seed(seed, step) + rank * 1_000_033) % (2**31 - 1)
 
 
 def problems_for_step(n_problems: int, batch: int, seed: int, step: int) -> list[int]:
@@ -124,25 +145,31 @@ def _pad(rows: list, R: int, device) -> torch.Tensor:
 class Trainer:
     def __init__(self, model, tokenizer, problems: list[dict], method: Method, train: TrainSettings,
                  sampling: SamplingParams, backend, grader, run_dir: str | Path, prompt_template: str = "{problem}\n",
-                 device: str = "cpu", log=print):
+                 device: str = "cpu", log=print, dist: Dist | None = None):
         if not problems:
             raise ValueError("no training problems")
-        self.model, self.tokenizer, self.problems = model, tokenizer, problems
+        self.dist = dist or Dist(device=torch.device(device))
+        self.tokenizer, self.problems = tokenizer, problems
         self.method, self.cfg, self.sampling = method, train, sampling
         self.loss_cfg = LossSettings(**method.loss)
         self.device = torch.device(device)
         self.run_dir = Path(run_dir)
         self.ckpt_root = self.run_dir / "ckpt"
-        self.log = log
+        self.log = log if self.dist.is_main else (lambda *_, **__: None)
         sampler_args = {k: v for k, v in method.sampler.items() if k != "name"}
         self.sampler = get(SAMPLERS, "sampler", method.sampler["name"])(**sampler_args)
         self.adv_fn = get(ADVANTAGES, "advantage", method.advantage["name"])
         self.adv_args = {k: v for k, v in method.advantage.items() if k != "name"}
         self.ctx = RolloutContext(backend, tokenizer, grader, sampling, prompt_template)
+        # sharded parameters cannot generate (ragged decoding is no collective): keep a full copy
+        self.gen_model = copy.deepcopy(model).requires_grad_(False) if self.dist.collective_forward else model
         self.ref_model = None
         if self.loss_cfg.kl_coef > 0:
-            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.opt = torch.optim.AdamW(model.parameters(), lr=train.lr, betas=tuple(train.betas),
+            self.ref_model = self.dist.shard(copy.deepcopy(model).eval().requires_grad_(False))
+        self.model = self.dist.shard(model)
+        if self.gen_model is not model:
+            backend.sync_weights(self.gen_model)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=train.lr, betas=tuple(train.betas),
                                      weight_decay=train.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.step = 0
@@ -159,39 +186,53 @@ class Trainer:
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """What resuming needs (under ``fsdp`` gathered from the shards: every process calls it)."""
         return {
             "step": self.step,
             "cum_tokens": self.cum_tokens,
-            "optimizer": self.opt.state_dict(),
+            "optimizer": self.dist.optimizer_state(self.model, self.opt),
             "scheduler": self.sched.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-            "ref_model": self.ref_model.state_dict() if self.ref_model is not None else None,
+            "ref_model": self.dist.model_state(self.ref_model) if self.ref_model is not None else None,
+            "processes": self.dist.world,
+            "strategy": self.dist.strategy,
         }
 
     def try_resume(self) -> bool:
-        ckpt.clean_partial(self.ckpt_root)
+        if self.dist.is_main:
+            ckpt.clean_partial(self.ckpt_root)
+        self.dist.barrier()
         last = ckpt.latest(self.ckpt_root)
         if last is None:
             return False
         d = ckpt.step_dir(self.ckpt_root, last)
         state = torch.load(d / ckpt.STATE_FILE, weights_only=False)
+        procs, strategy = state.get("processes", 1), state.get("strategy", "single")
+        if procs != self.dist.world or (strategy == "fsdp") != (self.dist.strategy == "fsdp"):
+            raise RuntimeError(
+                f"checkpoint {d} was written by a {procs}-process '{strategy}' run; this run has {self.dist.world} "
+                f"process(es) ('{self.dist.strategy}'). Rollout seeds and the optimizer state layout depend on "
+                f"that, so it cannot resume here: restore train.num_processes / train.parallel or remove {self.ckpt_root}")
         from safetensors.torch import load_file
 
         weights = load_file(str(d / "model.safetensors"))
-        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        missing, unexpected = self.gen_model.load_state_dict(weights, strict=False)
         if unexpected or any("embed" not in k and "lm_head" not in k for k in missing):
             raise RuntimeError(f"checkpoint {d} does not match the model: missing={missing} unexpected={unexpected}")
-        if self.model.config.tie_word_embeddings:
-            self.model.tie_weights()
-        self.opt.load_state_dict(state["optimizer"])
+        if self.gen_model.config.tie_word_embeddings:
+            self.gen_model.tie_weights()
+        if self.gen_model is not self.model:
+            self.dist.load_model_state(self.model, self.gen_model.state_dict())
+        self.dist.load_optimizer_state(self.model, self.opt, state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
         if self.ref_model is not None and state.get("ref_model") is not None:
-            self.ref_model.load_state_dict(state["ref_model"])
+            self.dist.load_model_state(self.ref_model, state["ref_model"])
         self.step, self.cum_tokens = state["step"], state["cum_tokens"]
-        self._truncate_metrics(self.step)
+        if self.dist.is_main:
+            self._truncate_metrics(self.step)
         self.log(f"[train] resumed from {d} (step {self.step})")
         return True
 
@@ -202,31 +243,40 @@ class Trainer:
             path.write_text("".join(l + "\n" for l in keep))
 
     def save(self) -> Path:
-        return ckpt.save(self.ckpt_root, self.step, self.model, self.tokenizer, self.state_dict())
+        """Checkpoint the current step; process 0 writes it, every process waits for it."""
+        state = self.state_dict()
+        path = ckpt.step_dir(self.ckpt_root, self.step)
+        if self.dist.is_main:
+            path = ckpt.save(self.ckpt_root, self.step, self.gen_model, self.tokenizer, state)
+        self.dist.barrier()
+        return path
 
     # -- one step ----------------------------------------------------------------------------
     def train_step(self) -> dict:
         t0 = time.perf_counter()
         idx = problems_for_step(len(self.problems), self.cfg.batch_problems, self.cfg.seed, self.step)
-        batch = [self.problems[i] for i in idx]
-        trees = self.sampler.sample(batch, self.ctx, seed=_step_seed(self.cfg.seed, self.step))
+        mine = list(range(self.dist.rank, len(idx), self.dist.world))  # this process's problem positions
+        batch = [self.problems[idx[j]] for j in mine]
+        seed = rollout_seed(self.cfg.seed, self.step, self.dist.rank)
+        trees = self.sampler.sample(batch, self.ctx, seed=seed) if batch else []
         t_gen = time.perf_counter() - t0
         trajs = extract(trees, [self.adv_fn(t, **self.adv_args) for t in trees])
         t_adv = time.perf_counter() - t0 - t_gen
-        metrics = self._update(trajs)
-        gen_tokens = sum(t.generated_tokens for t in trees)
+        metrics = self._update(trajs, self._global_layout(mine, trajs))
+        roll = self._rollout_stats(mine, trees, trajs)
+        gen_tokens = sum(r["gen_tokens"] for r in roll)
         self.cum_tokens += gen_tokens
         self.step += 1
-        rewards = np.array([t.reward for t in trajs])
+        rewards = np.array([x for r in roll for x in r["rewards"]])
         metrics.update({
             "step": self.step,
             "reward_mean": float(rewards.mean()),
             "reward_std": float(rewards.std()),
-            "eff_rate": float(np.mean([len(set(t.rewards())) > 1 for t in trees])),
-            "sample_entropy": float(np.mean([e for t in trees for n in t.nodes[1:] for e in n.entropies])),
-            "response_len": float(np.mean([len(t.response_ids) for t in trajs])),
-            "truncated_frac": float(np.mean([t.truncated for t in trajs])),
-            "trajectories": len(trajs),
+            "eff_rate": float(np.mean([r["eff"] for r in roll])),
+            "sample_entropy": float(np.mean([e for r in roll for e in r["entropies"]])),
+            "response_len": float(np.mean([x for r in roll for x in r["lengths"]])),
+            "truncated_frac": float(np.mean([x for r in roll for x in r["truncated"]])),
+            "trajectories": len(rewards),
             "gen_tokens": gen_tokens,
             "cum_gen_tokens": self.cum_tokens,
             "lr": self.sched.get_last_lr()[0],
@@ -236,32 +286,82 @@ class Trainer:
         })
         return metrics
 
+    def _global_layout(self, positions: list[int], trajs: list[Trajectory]) -> list[tuple[int, int, int]]:
+        """``(process, local index, response tokens)`` of every trajectory of the step, in the
+        one-process order (problem position in the step, then leaf order)."""
+        local = [(positions[t.problem_index], k, len(t.response_ids)) for k, t in enumerate(trajs)]
+        rows = sorted((pos, rank, k, n) for rank, part in enumerate(self.dist.gather(local)) for pos, k, n in part)
+        return [(rank, k, n) for _, rank, k, n in rows]
+
+    def _rollout_stats(self, positions: list[int], trees, trajs: list[Trajectory]) -> list[dict]:
+        """Per problem of the whole step (gathered from every process, in problem order): what the
+        progress metrics are computed from."""
+        per_tree: list[list[Trajectory]] = [[] for _ in trees]
+        for t in trajs:
+            per_tree[t.problem_index].append(t)
+        local = [{"pos": positions[i], "rewards": [t.reward for t in ts],
+                  "eff": len(set(tree.rewards())) > 1,
+                  "entropies": [e for n in tree.nodes[1:] for e in n.entropies],
+                  "lengths": [len(t.response_ids) for t in ts], "truncated": [t.truncated for t in ts],
+                  "gen_tokens": tree.generated_tokens}
+                 for i, (tree, ts) in enumerate(zip(trees, per_tree))]
+        return sorted((r for part in self.dist.gather(local) for r in part), key=lambda r: r["pos"])
+
+    def _chunks(self, order) -> list[np.ndarray]:
+        """Length-sorted ``order`` cut into gradient-accumulation chunks. Under sharded parameters
+        every process runs exactly ``update_chunks`` passes (some possibly empty), since each
+        forward is a collective."""
+        order = np.asarray(order, dtype=int)
+        if self.dist.collective_forward:
+            return np.array_split(order, self.cfg.update_chunks)
+        return np.array_split(order, min(self.cfg.update_chunks, len(order))) if len(order) else []
+
+    def _idle_pass(self, model, backward: bool) -> None:
+        """An empty chunk under sharded parameters: a one-token forward (and a zero backward) that
+        joins the other processes' collectives and adds nothing."""
+        ids = torch.zeros((1, 1), dtype=torch.long, device=self.device)
+        with torch.set_grad_enabled(backward):
+            logits = model(input_ids=ids).logits
+            if backward:
+                (logits.sum() * 0.0).backward()
+
     @torch.no_grad()
     def _frozen_logprobs(self, model, trajs: list[Trajectory], R: int) -> torch.Tensor:
         """``(B, R)`` log-probs under ``model`` without gradients, computed in length-sorted chunks."""
         out = torch.zeros((len(trajs), R), device=self.device)
         order = sorted(range(len(trajs)), key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
-        for chunk in np.array_split(np.asarray(order), min(self.cfg.update_chunks, len(order))):
+        for chunk in self._chunks(order):
+            if not len(chunk):
+                self._idle_pass(model, backward=False)
+                continue
             lp = sequence_logprobs(model, [trajs[i] for i in chunk], self.sampling.temperature, self.device)[0]
             out[torch.as_tensor(chunk, device=self.device), :lp.shape[1]] = lp
         return out
 
-    def _update(self, trajs: list[Trajectory]) -> dict:
+    def _update(self, trajs: list[Trajectory], layout: list[tuple[int, int, int]] | None = None) -> dict:
+        """PPO-style passes over the step's trajectories. ``layout`` (from :meth:`_global_layout`)
+        places this process's trajectories in the global batch; without it the batch is local."""
+        if layout is None:
+            layout = [(self.dist.rank, k, len(t.response_ids)) for k, t in enumerate(trajs)]
         need_old = self.cfg.ppo_epochs > 1 or self.cfg.minibatches > 1
-        R = max(len(t.response_ids) for t in trajs)
+        R = max((len(t.response_ids) for t in trajs), default=1)
         adv_all = _pad([t.advantages for t in trajs], R, self.device)
         ref_all = self._frozen_logprobs(self.ref_model, trajs, R) if self.ref_model is not None else None
         old_all = self._frozen_logprobs(self.model, trajs, R) if need_old else None
         self.model.train()
-        order = np.arange(len(trajs))
+        order = np.arange(len(layout))
         agg: dict[str, list[float]] = {}
         for epoch in range(self.cfg.ppo_epochs):
             if epoch:
-                order = np.random.permutation(len(trajs))
+                order = self.dist.broadcast(np.random.permutation(len(layout)))
             for mb in np.array_split(order, self.cfg.minibatches):
+                local = [layout[g][1] for g in mb if layout[g][0] == self.dist.rank]
                 self.opt.zero_grad(set_to_none=True)
-                m = self._accumulate_gradients(mb, trajs, adv_all, old_all, ref_all)
-                gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                m = self._accumulate_gradients(local, trajs, adv_all, old_all, ref_all,
+                                               n_tokens=float(sum(layout[g][2] for g in mb)), n_seqs=float(len(mb)))
+                m = self.dist.sum_values(m)
+                self.dist.sync_gradients(self.model.parameters())
+                gnorm = self.dist.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
                 if not torch.isfinite(gnorm):
                     raise FloatingPointError(f"non-finite gradient norm at step {self.step + 1}; step refused")
                 self.opt.step()
@@ -269,18 +369,28 @@ class Trainer:
                 for k, v in m.items():
                     agg.setdefault(k, []).append(v)
         self.sched.step()
+        self.dist.copy_full_params(self.model, self.gen_model)
+        self.ctx.backend.sync_weights(self.gen_model)
         return {k: float(np.mean(v)) for k, v in agg.items()}
 
-    def _accumulate_gradients(self, mb: np.ndarray, trajs, adv_all, old_all, ref_all) -> dict:
+    def _accumulate_gradients(self, mb, trajs, adv_all, old_all, ref_all,
+                              n_tokens: float | None = None, n_seqs: float | None = None) -> dict:
         """Backward of one minibatch's loss, in length-sorted chunks (less padding).
 
-        Chunk losses use the whole minibatch's token / sequence counts as denominators, so their
-        gradients add up to the unchunked minibatch gradient (up to float summation order)."""
+        Chunk losses use the whole minibatch's token / sequence counts as denominators (by default
+        those of ``mb``; several processes pass the global minibatch's), so their gradients add up
+        to the unchunked minibatch gradient (up to float summation order)."""
         lc, T = self.loss_cfg, self.sampling.temperature
         mb = sorted(mb, key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
-        n_tokens = float(sum(len(trajs[i].response_ids) for i in mb))
+        if n_tokens is None:
+            n_tokens = float(sum(len(trajs[i].response_ids) for i in mb))
+        if n_seqs is None:
+            n_seqs = float(len(mb))
         parts: dict[str, float] = {}
-        for chunk in np.array_split(np.asarray(mb), min(self.cfg.update_chunks, len(mb))):
+        for chunk in self._chunks(mb):
+            if not len(chunk):
+                self._idle_pass(self.model, backward=True)
+                continue
             ch_trajs = [trajs[i] for i in chunk]
             logp, mask, ent = sequence_logprobs(self.model, ch_trajs, T, self.device, with_entropy=lc.entropy_coef > 0)
             r = logp.shape[1]
@@ -290,7 +400,7 @@ class Trainer:
                 logp, old, adv_all[sel, :r], mask, eps_low=lc.clip_low, eps_high=lc.clip_high,
                 aggregation=lc.aggregation, ref_logp=ref_all[sel, :r] if ref_all is not None else None,
                 kl_coef=lc.kl_coef, entropy=ent, entropy_coef=lc.entropy_coef,
-                norm_len=lc.norm_len or self.sampling.max_new_tokens, n_tokens=n_tokens, n_seqs=float(len(mb)))
+                norm_len=lc.norm_len or self.sampling.max_new_tokens, n_tokens=n_tokens, n_seqs=n_seqs)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}; step refused")
             loss.backward()
@@ -303,14 +413,15 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.try_resume()
         metrics_path = self.run_dir / "metrics.jsonl"
-        if self.step == 0 and not ckpt.list_steps(self.ckpt_root):
+        if self.dist.is_main and self.step == 0 and not ckpt.list_steps(self.ckpt_root):
             metrics_path.write_text("")
         t_start = time.perf_counter()
         while self.step < self.cfg.steps:
             m = self.train_step()
             m["method"] = self.method.name
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(m) + "\n")
+            if self.dist.is_main:
+                with metrics_path.open("a") as f:
+                    f.write(json.dumps(m) + "\n")
             self.log(
                 f"[train {self.method.name} seed={self.cfg.seed}] step {m['step']}/{self.cfg.steps} "
                 f"reward={m['reward_mean']:.3f} eff={m['eff_rate']:.2f} ent={m['sample_entropy']:.3f} "

@@ -1,4 +1,10 @@
-"""Train one (method, seed) run from the base policy; resumes from its latest checkpoint."""
+"""Train one (method, seed) run from the base policy; resumes from its latest checkpoint.
+
+With ``train.num_processes > 1`` this runs once per process under ``accelerate launch`` (the
+``train`` rule starts it so): each process joins the group (:mod:`ibtpo.distributed`), loads the
+base model onto its own device and runs the same trainer; process 0 alone writes the run
+directory's files.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from .. import distributed
 from ..data.problems import load_problems
 from ..grader import Grader
 from ..provenance import provenance
@@ -17,12 +24,14 @@ from ..rollout.backend import SamplingParams
 from ..trainer import Method, Trainer, TrainSettings
 
 
-def make_backend(cfg: dict, model, tokenizer):
+def make_backend(cfg: dict, model, tokenizer, device: str | None = None):
+    """The preset's generation backend on ``device`` (default ``cfg['device']``; a process's own
+    device in a multi-process run)."""
     name = cfg["rollout"]["backend"]
     if name == "hf":
         from ..rollout.hf_backend import HFBackend
 
-        return HFBackend(model, tokenizer.pad_token_id, cfg["device"])
+        return HFBackend(model, tokenizer.pad_token_id, device or cfg["device"])
     if name == "vllm":
         raise NotImplementedError("rollout.backend 'vllm' is not part of this build yet (paper-scale issue); "
                                   "use rollout.backend: hf")
@@ -59,19 +68,32 @@ def set_aside_stale(run_dir: Path, fingerprint: str, log=print) -> None:
 
 def run(cfg: dict, method: str, seed: int, base: str, train_data: str | Path, run_dir: str | Path, log=print) -> None:
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    set_aside_stale(run_dir, run_fingerprint(cfg, method, seed, base), log)
-    mdef = cfg["method_defs"][method]
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(cfg["device"])
-    sampling = rollout_sampling(cfg, tokenizer)
     settings = TrainSettings(**{**cfg["train"], "seed": seed})
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    (run_dir / "provenance.json").write_text(json.dumps(provenance(job="train", method=method, seed=seed, base=str(base)), indent=1))
-    with Grader(timeout_s=cfg["evaluation"]["grader_timeout_s"]) as grader:
-        trainer = Trainer(model, tokenizer, load_problems(train_data),
-                          Method(method, mdef["sampler"], mdef["advantage"], mdef.get("loss", {})),
-                          settings, sampling, make_backend(cfg, model, tokenizer), grader, run_dir,
-                          cfg["prompt_template"], cfg["device"], log=log)
-        trainer.fit()
-        (run_dir / "grader.json").write_text(json.dumps({"calls": grader.calls, "timeouts": grader.timeouts}))
+    dist = distributed.init(cfg["device"], settings.num_processes)
+    try:
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            set_aside_stale(run_dir, run_fingerprint(cfg, method, seed, base), log)
+        dist.barrier()
+        mdef = cfg["method_defs"][method]
+        device = str(dist.device)
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(device)
+        sampling = rollout_sampling(cfg, tokenizer)
+        if dist.is_main:
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+            extra = {"processes": dist.world, "parallel": dist.strategy} if dist.world > 1 else {}
+            (run_dir / "provenance.json").write_text(json.dumps(
+                provenance(job="train", method=method, seed=seed, base=str(base), **extra), indent=1))
+        with Grader(timeout_s=cfg["evaluation"]["grader_timeout_s"]) as grader:
+            trainer = Trainer(model, tokenizer, load_problems(train_data),
+                              Method(method, mdef["sampler"], mdef["advantage"], mdef.get("loss", {})),
+                              settings, sampling, make_backend(cfg, model, tokenizer, device), grader, run_dir,
+                              cfg["prompt_template"], device, log=log, dist=dist)
+            trainer.fit()
+            counts = dist.sum_values({"calls": grader.calls, "timeouts": grader.timeouts})
+            if dist.is_main:
+                (run_dir / "grader.json").write_text(json.dumps({k: int(v) for k, v in counts.items()}))
+        dist.barrier()
+    finally:
+        dist.close()
