@@ -262,6 +262,7 @@ class Trainer:
         t_gen = time.perf_counter() - t0
         trajs = extract(trees, [self.adv_fn(t, **self.adv_args) for t in trees])
         t_adv = time.perf_counter() - t0 - t_gen
+        self.ctx.backend.release()  # colocated engines free their memory for the update
         metrics = self._update(trajs, self._global_layout(mine, trajs))
         roll = self._rollout_stats(mine, trees, trajs)
         gen_tokens = sum(r["gen_tokens"] for r in roll)

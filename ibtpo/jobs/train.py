@@ -33,8 +33,9 @@ def make_backend(cfg: dict, model, tokenizer, device: str | None = None):
 
         return HFBackend(model, tokenizer.pad_token_id, device or cfg["device"])
     if name == "vllm":
-        raise NotImplementedError("rollout.backend 'vllm' is not part of this build yet (paper-scale issue); "
-                                  "use rollout.backend: hf")
+        from ..rollout.vllm_backend import build_backend
+
+        return build_backend(cfg, model)  # GPU-only extra: a clear error where vLLM is missing
     raise ValueError(f"rollout.backend: unknown backend {name!r}; allowed: ['hf', 'vllm']")
 
 

@@ -71,3 +71,6 @@ class GenerationBackend(abc.ABC):
 
     def sync_weights(self, model) -> None:  # noqa: B027 - optional hook
         """Make the backend sample from ``model``'s current weights (no-op when it shares them)."""
+
+    def release(self) -> None:  # noqa: B027 - optional hook
+        """Free generation memory while the trainer updates (vLLM sleep mode; no-op otherwise)."""
