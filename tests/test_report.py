@@ -146,10 +146,27 @@ def test_probe_record_by_hand():
     c2 = (1 + beta) * np.mean((np.array([2.0, 0.0]) - 1.2) * 0.5)
     rec = tree_record(t, beta)
     assert rec["root_ib"] == pytest.approx(root_ib) and rec["root_cov"] == pytest.approx(root_cov)
-    assert rec["ib_score"] == pytest.approx(np.mean([root_ib, c1, c2]))
-    assert rec["cov_eta"] == pytest.approx(np.mean([root_cov, 0.0, 0.0]))
+    assert rec["ib_score_all"] == pytest.approx(np.mean([root_ib, c1, c2]))
+    assert rec["cov_eta_all"] == pytest.approx(np.mean([root_cov, 0.0, 0.0]))
+    # every node branches here (root: 2 children, each child: 2 leaves)
+    assert rec["ib_score"] == rec["ib_score_all"] and rec["n_branching"] == 3
     assert rec["entropy"] == pytest.approx(np.mean([0.5, 0.7, 0.5, 0.7] + [0.1] * 4))
     assert rec["effective"] == 1.0 and rec["avg_rate"] == 0.75 and rec["tokens"] == 8
+
+
+def test_probe_averages_over_branching_nodes_only():
+    from ibtpo.jobs.probe import tree_record
+
+    t = Tree({"id": "q", "problem": "q", "answer": "1"}, [1])
+    a, b = (t.add_node(0, [5], [math.log(0.5)], [0.2]) for _ in range(2))
+    a2 = t.add_node(a, [5], [0.0], [0.2])            # a has a single child: not a branching node
+    t.set_reward(t.add_node(a2, [6], [0.0], [0.1]), 1)
+    t.set_reward(t.add_node(b, [6], [0.0], [0.1]), 0)
+    # root: children p_hat 1 and 0, root p_hat 0.5: eta1 = (2 - 1.2, 0 - 1.2), pi = (1/2, 1/2)
+    root_ib = 6 * np.mean(np.array([0.8, -1.2]) * 0.5)
+    rec = tree_record(t, 5.0)
+    assert rec["n_branching"] == 1 and rec["ib_score"] == pytest.approx(root_ib)
+    assert rec["ib_score_all"] == pytest.approx(np.mean([root_ib, -1.2, -1.2, -1.2]))  # a, a2, b: one child each
 
 
 def test_probe_is_the_same_for_every_method(tmp_path, tok):

@@ -4,8 +4,12 @@ For one checkpoint as the policy, build trees on a fixed probe set (``probe.benc
 ``probe.n_problems`` problems) with a fixed sampler (IBTree (4,9,1,1) by default) and a fixed seed —
 the same problems and seed for every method and step, baselines included — and record per problem:
 
-- ``ib_score``   mean IB-Score over the tree's non-leaf nodes (METHOD.md §2, ``ibtpo.ib_score``);
-- ``cov_eta``    mean ``Cov(eta1, eta2)`` over the same nodes (the exploitation term);
+- ``ib_score``   mean IB-Score over the tree's *branching* nodes (two or more children; METHOD.md §2,
+  ``ibtpo.ib_score``). A node with one child has ``Cov = 0`` and ``IB = -(1+beta)/beta`` whatever the
+  policy (sibling π = 1, ratio 1), and a tree's many single-child step nodes would drown the signal:
+  averaging over branching nodes is our choice; ``ib_score_all`` / ``cov_eta_all`` keep the mean
+  over every non-leaf node;
+- ``cov_eta``    mean ``Cov(eta1, eta2)`` over the same branching nodes (the exploitation term);
 - ``root_ib`` / ``root_cov``  the same at the root only;
 - ``entropy``    mean per-token entropy of the generated tokens (policy at the sampling temperature);
 - ``effective``  1 if the tree's leaf rewards are not all equal (Eff-Rate), ``avg_rate`` the mean leaf reward;
@@ -33,20 +37,25 @@ from ..rollout.context import RolloutContext
 from ..rollout.tree import Tree
 from .train import make_backend, rollout_sampling
 
-SUMMARY_KEYS = ("ib_score", "cov_eta", "root_ib", "root_cov", "entropy", "effective", "avg_rate", "tokens")
+SUMMARY_KEYS = ("ib_score", "cov_eta", "ib_score_all", "cov_eta_all", "root_ib", "root_cov", "entropy",
+                "effective", "avg_rate", "tokens", "n_branching")
 
 
 def tree_record(tree: Tree, beta: float = 5.0, pi_mode: str = "sibling", zero_parent: str = "ratio") -> dict:
     """The probe's statistics of one finished tree (see the module docstring)."""
     inner = non_leaf_nodes(tree)
-    ib = [ib_score(tree, n, beta, pi_mode, zero_parent) for n in inner]
-    cov = [cov_eta(tree, n, beta, pi_mode, zero_parent) for n in inner]
+    ib = {n: ib_score(tree, n, beta, pi_mode, zero_parent) for n in inner}
+    cov = {n: cov_eta(tree, n, beta, pi_mode, zero_parent) for n in inner}
+    branching = [n for n in inner if len(tree.nodes[n].children) >= 2] or [0]
     ent = [e for node in tree.nodes[1:] for e in node.entropies]
     rewards = tree.rewards()
     return {
         "id": tree.problem["id"],
-        "ib_score": float(np.mean(ib)),
-        "cov_eta": float(np.mean(cov)),
+        "ib_score": float(np.mean([ib[n] for n in branching])),
+        "cov_eta": float(np.mean([cov[n] for n in branching])),
+        "ib_score_all": float(np.mean(list(ib.values()))),
+        "cov_eta_all": float(np.mean(list(cov.values()))),
+        "n_branching": len(branching),
         "root_ib": ib_score(tree, 0, beta, pi_mode, zero_parent),
         "root_cov": cov_eta(tree, 0, beta, pi_mode, zero_parent),
         "entropy": float(np.mean(ent)) if ent else float("nan"),
