@@ -251,6 +251,16 @@ def _registry_problems(cfg: dict, where: str, ds: dict) -> list[str]:
     return []
 
 
+def _coerce_booleans(overrides: dict) -> dict:
+    """``--config run_ablations=true`` arrives as the string 'true': read top-level boolean keys."""
+    props = _schema()["properties"]
+    out = dict(overrides)
+    for k, v in overrides.items():
+        if props.get(k, {}).get("type") == "boolean" and isinstance(v, str) and v.lower() in ("true", "false"):
+            out[k] = v.lower() == "true"
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
     """Load a preset (name or path), resolve ``extends``, apply overrides, validate."""
     if path is None:
@@ -258,7 +268,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     p = _preset_path(path)
     data = resolve_extends(_read_yaml(p), p)
     if overrides:
-        data = deep_merge(data, overrides)
+        data = deep_merge(data, _coerce_booleans(overrides))
     return validate(data, str(p))
 
 

@@ -64,3 +64,11 @@ def test_bad_configs_are_refused_with_the_key(tiny, path, value, message):
 def test_missing_preset_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_command_line_booleans_are_read_as_booleans():
+    from ibtpo.config import load_config
+
+    # snakemake --config run_ablations=true passes the string 'true'
+    assert load_config("tiny", overrides={"run_ablations": "true"})["run_ablations"] is True
+    assert load_config("tiny", overrides={"run_ablations": "False"})["run_ablations"] is False
