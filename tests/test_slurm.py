@@ -186,8 +186,14 @@ def test_smoke_preset_through_the_slurm_profile_with_a_requeued_training_job(slu
                     assert running, f"checkpoint step_{steps[0]} written but no RUNNING job '{comment}'"
                     requeued = running[0]
                     _sh("scontrol", "requeue", requeued)  # what SLURM does to a preempted --requeue job
-                    # a requeued job waits ~2 min (BeginTime) before it may start again: not here
-                    _sh("scontrol", "update", f"jobid={requeued}", "StartTime=now", check=False)
+                    # once requeued (asynchronously) the job may start again only ~2-3 min later
+                    # (Reason=BeginTime): here it may start at once
+                    for _ in range(150):
+                        if int(_job_field(requeued, "Restarts")) >= 1:
+                            if _job_field(requeued, "Reason") != "BeginTime":
+                                break
+                            _sh("scontrol", "update", f"jobid={requeued}", "StartTime=now", check=False)
+                        time.sleep(0.2)
                 time.sleep(0.1)
             rc = proc.wait(timeout=RUN_LIMIT_S + 30)
         finally:

@@ -13,10 +13,10 @@
 # included) before its `srun`, so commands inside jobs find the cluster only at the default path,
 # as on a real cluster. Hence one such cluster per machine; `start` refuses to replace a
 # slurm.conf it did not write. Ports: IBTPO_SLURM_CTLD_PORT (6817), IBTPO_SLURM_SLURMD_PORT (6818).
-# There is no systemd and no
-# cgroup here, hence proctrack/linuxproc, task/none and no job accounting (no slurmdbd: `sacct`
-# fails, so the profile queries job states with `squeue`, which keeps finished jobs visible for
-# MinJobAge seconds). Idempotent: `start` on a running cluster and `stop` on a stopped one do nothing.
+# There is no systemd and no cgroup here, hence proctrack/linuxproc, task/none and no job
+# accounting (no slurmdbd: `sacct` fails, so the profile queries job states with `squeue`, which
+# shows finished jobs for MinJobAge seconds: IBTPO_SLURM_MIN_JOB_AGE, 600). Idempotent: `start` on
+# a running cluster and `stop` on a stopped one do nothing.
 set -euo pipefail
 
 STATE="${IBTPO_SLURM_STATE:-/tmp/ibtpo-slurm}"
@@ -151,7 +151,8 @@ start() {
     wait_idle
     return
   fi
-  local t0=$SECONDS
+  local t0
+  t0="$(date +%s.%N)"
   mkdir -p "$STATE"
   write_conf
   link_conf
@@ -159,7 +160,7 @@ start() {
   daemon_pid "$STATE/slurmctld.pid" slurmctld >/dev/null || slurmctld -f "$CONF"
   daemon_pid "$STATE/slurmd.pid" slurmd >/dev/null || slurmd -f "$CONF"
   wait_idle
-  log "up in $((SECONDS - t0)) s ($SYS_CONF -> $CONF)"
+  log "up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s ($SYS_CONF -> $CONF)"
 }
 
 stop_pid() {  # stop_pid PIDFILE NAME
