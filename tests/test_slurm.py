@@ -146,10 +146,15 @@ def _squeue(name: str) -> list[tuple[str, str, str]]:
     return [tuple(line.split("|", 2)) for line in out.splitlines() if line.strip()]
 
 
+def _job_fields(job_id: str) -> dict[str, str]:
+    """`scontrol show job` as {field: value} (values without spaces, which is all this test reads)."""
+    return dict(re.findall(r"(?:^|\s)(\w+)=(\S*)", _sh("scontrol", "show", "job", job_id).stdout))
+
+
 def _job_field(job_id: str, field: str) -> str:
-    m = re.search(rf"\b{field}=(\S+)", _sh("scontrol", "show", "job", job_id).stdout)
-    assert m, f"no {field} in scontrol show job {job_id}"
-    return m.group(1)
+    fields = _job_fields(job_id)
+    assert field in fields, f"no {field} in scontrol show job {job_id}: {fields}"
+    return fields[field]
 
 
 @pytest.mark.slow
@@ -186,13 +191,14 @@ def test_smoke_preset_through_the_slurm_profile_with_a_requeued_training_job(slu
                     assert running, f"checkpoint step_{steps[0]} written but no RUNNING job '{comment}'"
                     requeued = running[0]
                     _sh("scontrol", "requeue", requeued)  # what SLURM does to a preempted --requeue job
-                    # once requeued (asynchronously) the job may start again only ~2-3 min later
-                    # (Reason=BeginTime): here it may start at once
-                    for _ in range(150):
-                        if int(_job_field(requeued, "Restarts")) >= 1:
-                            if _job_field(requeued, "Reason") != "BeginTime":
-                                break
+                    # the job is COMPLETING until its processes are gone, then PENDING with
+                    # Reason=BeginTime for ~2 min before it may start again: here it starts at once
+                    for _ in range(300):
+                        job = _job_fields(requeued)
+                        if job["Restarts"] != "0" and job["JobState"] == "PENDING" and job["Reason"] == "BeginTime":
                             _sh("scontrol", "update", f"jobid={requeued}", "StartTime=now", check=False)
+                        elif job["Restarts"] != "0" and job["JobState"] in ("PENDING", "RUNNING", "COMPLETED"):
+                            break
                         time.sleep(0.2)
                 time.sleep(0.1)
             rc = proc.wait(timeout=RUN_LIMIT_S + 30)
