@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ibtpo.config import ConfigError, checkpoint_steps, load_config, resolve_extends, validate
+from ibtpo.config import ConfigError, check_resource_rules, checkpoint_steps, rule_resources, load_config, resolve_extends, validate
 
 try:
     _raw = dict(config)
@@ -53,6 +53,11 @@ wildcard_constraints:
     step=r"\d+",
 
 
+def RES(rule):
+    """A rule's job resources from the preset's `resources:` (the SLURM profile submits with them)."""
+    return rule_resources(CFG, rule)
+
+
 include: "pipelines/rules/data.smk"
 include: "pipelines/rules/base.smk"
 include: "pipelines/rules/train.smk"
@@ -60,6 +65,15 @@ include: "pipelines/rules/evaluate.smk"
 include: "pipelines/rules/probe.smk"
 include: "pipelines/rules/preflight.smk"
 include: "pipelines/rules/report.smk"
+
+try:
+    check_resource_rules(CFG, [r.name for r in workflow.rules])
+except ConfigError as e:
+    raise WorkflowError(str(e)) from None
+
+
+# Jobs that only read small files and write tables/figures run where snakemake runs (no sbatch).
+localrules: all, evaluate_all, probe_run_csv, table1, table2, figures, claims
 
 
 rule all:

@@ -9,6 +9,8 @@ rule build_base:
     threads: CFG["policy"].get("sft", {}).get("threads", THREADS)
     log:
         f"{R}/logs/build_base.log",
+    resources:
+        **RES("build_base"),
     shell:
         "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} build-base "
         "--sft-data {input.sft} --out {output} 2>&1 | tee {log}"

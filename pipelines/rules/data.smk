@@ -27,5 +27,7 @@ rule make_data:
         cfg=section("data", "data_dir"),
     log:
         f"{R}/logs/make_data.log",
+    resources:
+        **RES("make_data"),
     shell:
         "{PY} -m ibtpo --config {CONFIG_FILE} make-data --out-dir {R}/data 2>&1 | tee {log}"

@@ -13,6 +13,8 @@ rule evaluate_base:
     threads: THREADS
     log:
         f"{R}/logs/eval_base.log",
+    resources:
+        **RES("evaluate_base"),
     shell:
         "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} evaluate --checkpoint {BASE} "
         "--bench-dir {R}/data/bench --out-dir {R}/eval/base/step_0 2>&1 | tee {log}"
@@ -31,6 +33,8 @@ rule evaluate:
     threads: THREADS
     log:
         f"{R}/logs/eval_{{method}}_seed{{seed}}_step{{step}}.log",
+    resources:
+        **RES("evaluate"),
     shell:
         "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} evaluate --marker {input.marker} "
         "--bench-dir {R}/data/bench --out-dir {params.out_dir} 2>&1 | tee {log}"

@@ -13,6 +13,8 @@ rule preflight:
     threads: THREADS
     log:
         f"{R}/logs/preflight.log",
+    resources:
+        **RES("preflight"),
     shell:
         "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} preflight --base {BASE} "
         "--train-data {input.train} --out {output} 2>&1 | tee {log}"

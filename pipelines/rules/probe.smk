@@ -13,6 +13,8 @@ rule probe_base:
     threads: THREADS
     log:
         f"{R}/logs/probe_base.log",
+    resources:
+        **RES("probe_base"),
     shell:
         "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} probe --checkpoint {BASE} "
         "--bench-dir {R}/data/bench --out {output} 2>&1 | tee {log}"
@@ -29,6 +31,8 @@ rule probe:
     threads: THREADS
     log:
         f"{R}/logs/probe_{{method}}_seed{{seed}}_step{{step}}.log",
+    resources:
+        **RES("probe"),
     shell:
         "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} probe --marker {input.marker} "
         "--bench-dir {R}/data/bench --out {output} 2>&1 | tee {log}"
@@ -41,6 +45,8 @@ rule probe_run_csv:
         steps=expand(f"{R}/probe/{{{{method}}}}/seed{{{{seed}}}}/step_{{s}}.json", s=STEPS),
     output:
         f"{R}/probe/{{method}}/seed{{seed}}.csv",
+    resources:
+        **RES("probe_run_csv"),
     run:
         import pandas as pd
 

@@ -30,6 +30,8 @@ rule table1:
         **table_outputs("table1"),
     params:
         cfg=TABLE_PARAMS,
+    resources:
+        **RES("table1"),
     run:
         import shutil
         from ibtpo.jobs import table1
@@ -50,6 +52,8 @@ rule table2:
         **table_outputs("table2"),
     params:
         cfg=TABLE_PARAMS,
+    resources:
+        **RES("table2"),
     run:
         import shutil
         from ibtpo.jobs import table1
@@ -83,6 +87,8 @@ rule table3:
     threads: THREADS
     log:
         f"{R}/logs/table3.log",
+    resources:
+        **RES("table3"),
     shell:
         "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} table3 --base {BASE} "
         "--trained {input.marker} --trained-label {TABLE3_LABEL} --problems {input.bench} "
@@ -124,6 +130,8 @@ rule figures:
         csv=f"{R}/figures/dynamics.csv",
     params:
         cfg=section("method_defs", "evaluation", "probe"),
+    resources:
+        **RES("figures"),
     run:
         from ibtpo.jobs import figures, table1
 
@@ -154,6 +162,8 @@ rule claims:
         preset_md=f"{R}/claims.md",
     params:
         cfg=section("report", "evaluation", "method_defs"),
+    resources:
+        **RES("claims"),
     run:
         import shutil
         from ibtpo.jobs import claims

@@ -28,6 +28,8 @@ rule train:
     threads: THREADS
     log:
         f"{R}/logs/train_{{method}}_seed{{seed}}.log",
+    resources:
+        **RES("train"),
     shell:
         "{params.launcher} --config {CONFIG_FILE} --threads {threads} train --method {wildcards.method} "
         "--seed {wildcards.seed} --base {BASE} --train-data {input.train} --run-dir {params.run_dir} "
