@@ -145,7 +145,8 @@ def claims_manifest():
     return {"rows": final_rows(methods, with_base=False),
             "probes": {m: [f"{R}/probe/{m}/seed{s}/step_{FINAL}.json" for s in SEEDS] for m in methods},
             "table3_details": f"{R}/table3_problems.json", "trained_label": TABLE3_LABEL,
-            "figures": {n: f"{PRESET}/figures/{n}.png" for n in ("dynamics_step", "dynamics_tokens")}}
+            "figures": {n: f"{PRESET}/figures/{n}.png" for n in ("dynamics_step", "dynamics_tokens")},
+            "dynamics": f"{R}/figures/dynamics.csv"}
 
 
 rule claims:
@@ -156,6 +157,7 @@ rule claims:
         table3=f"{R}/table3_problems.json",
         tables=["results/table1.csv"] + (["results/table2.csv"] if CFG["run_ablations"] and ABLATIONS else []),
         figures=f"{R}/figures/dynamics_step.png",
+        dynamics=f"{R}/figures/dynamics.csv",
     output:
         md=report("results/claims.md", caption=f"{REPORT}/claims.rst", category="Claims"),
         json="results/claims.json",
