@@ -110,7 +110,7 @@ def test_sigint_to_snakemake_keeps_finished_work(tmp_path):
     cmd = snakemake_cmd(tmp_path)
     cmd[cmd.index(TARGET)] = "results/table1.csv"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ck = tmp_path / RUN / "ckpt" / "step_6"
+    ck = tmp_path / RUN / "ckpt" / "step_3"  # the first checkpoint: 9 steps left when SIGINT lands
     deadline = time.time() + 300
     while not ck.exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -122,11 +122,15 @@ def test_sigint_to_snakemake_keeps_finished_work(tmp_path):
     kept = {p: p.stat().st_mtime_ns for p in [tmp_path / "results" / "faults" / "base" / "model.safetensors",
                                               tmp_path / "results" / "faults" / "data" / "train.jsonl",
                                               *(tmp_path / RUN / "ckpt").glob("step_*/model.safetensors")]}
-    assert len(kept) >= 4
+    assert len(kept) >= 3
     r = subprocess.run(cmd + ["--rerun-incomplete"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
     assert "rule build_base" not in out and "rule make_data" not in out
     for p, mtime in kept.items():
         assert p.stat().st_mtime_ns == mtime, f"{p} was recomputed"
-    assert "resumed from" in (tmp_path / "results" / "faults" / "logs" / "train_ibtpo_seed0.log").read_text()
+    # Snakemake lets a running job finish its current work on SIGINT: when the training job had not
+    # completed, its rerun must resume from the kept checkpoints, never start over (racy which case
+    # happens under load; the SIGKILL test above forces the resume)
+    if "rule train" in out:
+        assert "resumed from" in (tmp_path / "results" / "faults" / "logs" / "train_ibtpo_seed0.log").read_text()
