@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .problems import DataError
+from .problems import DataError, read_jsonl
 
 OFFLINE_MODES = ("fail", "defer", "skip")
 _INT_RE = re.compile(r"-?\d+", re.ASCII)
@@ -187,24 +187,7 @@ def _read_records(path: Path) -> list[dict]:
         except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds
             raise DataError(f"{path}: not a readable parquet file ({e})") from None
         return [_plain(r) for r in df.to_dict(orient="records")]
-    import json
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 ({e.reason})") from None
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: row {lineno}: invalid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: row {lineno}: not a JSON object")
-        rows.append(row)
-    return rows
+    return [row for _, row in read_jsonl(path)]
 
 
 def _plain(x):

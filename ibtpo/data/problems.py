@@ -22,9 +22,8 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-def load_problems(path: str | Path, problem_field: str = "problem", answer_field: str = "answer",
-                  id_field: str = "id") -> list[dict]:
-    """Rows normalised to ``{"id", "problem", "answer", ...original fields}``."""
+def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
+    """``(line number, object)`` per non-empty line; errors name the file and the 1-based row."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
@@ -33,7 +32,7 @@ def load_problems(path: str | Path, problem_field: str = "problem", answer_field
     except UnicodeDecodeError as e:
         line = path.read_bytes()[:e.start].count(b"\n") + 1
         raise DataError(f"{path}: row {line}: not valid UTF-8 ({e.reason})") from None
-    rows, seen = [], set()
+    out = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -41,6 +40,18 @@ def load_problems(path: str | Path, problem_field: str = "problem", answer_field
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: row {lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: row {lineno}: not a JSON object")
+        out.append((lineno, row))
+    return out
+
+
+def load_problems(path: str | Path, problem_field: str = "problem", answer_field: str = "answer",
+                  id_field: str = "id") -> list[dict]:
+    """Rows normalised to ``{"id", "problem", "answer", ...original fields}``."""
+    path = Path(path)
+    rows, seen = [], set()
+    for lineno, row in read_jsonl(path):
         for field in (problem_field, answer_field):
             if row.get(field) in (None, ""):
                 raise DataError(f"{path}: row {lineno}: missing field {field!r}")
