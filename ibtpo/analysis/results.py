@@ -175,12 +175,13 @@ def to_latex(df: pd.DataFrame, cols: list[str], caption: str, higher: dict[str, 
 
 
 def write_all(df: pd.DataFrame, stem: str | Path, cols: list[str], title: str, notes: str = "",
-              higher: dict[str, bool] | None = None) -> list[Path]:
-    """``<stem>.csv``, ``<stem>.md``, ``<stem>.tex`` (best value per column in bold)."""
+              higher: dict[str, bool] | None = None, csv_df: pd.DataFrame | None = None) -> list[Path]:
+    """``<stem>.csv``, ``<stem>.md``, ``<stem>.tex`` (best value per column in bold). ``csv_df``: the
+    frame stored as CSV when it differs from the displayed one (default ``df``)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paper = any(c.endswith("_paper") for c in df.columns)
-    df.to_csv(stem.with_suffix(".csv"), index=False)
+    (df if csv_df is None else csv_df).to_csv(stem.with_suffix(".csv"), index=False)
     stem.with_suffix(".md").write_text(to_markdown(df, cols, title, notes, higher, paper))
     stem.with_suffix(".tex").write_text(to_latex(df, cols, title, higher, paper))
     return [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]

@@ -55,8 +55,7 @@ def run(cfg: dict, checkpoints: dict[str, str], problems_path: str, out_csv: str
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     write_all(df.assign(kind="method", label=df["policy"] + " / " + df["sampling"] + " G=" + df["G"].map("{:.0f}".format)),
               Path(out_csv).with_suffix(""), ["eff_rate", "avg_rate", "tokens_per_problem"],
-              f"Table 3 ({cfg['preset']} preset): sampling statistics on {len(problems)} problems", higher={"tokens_per_problem": False})
-    df.to_csv(out_csv, index=False)
+              f"Table 3 ({cfg['preset']} preset): sampling statistics on {len(problems)} problems", higher={"tokens_per_problem": False}, csv_df=df)
     if details_json:
         Path(details_json).write_text(json.dumps(details))
     return df
