@@ -1,7 +1,8 @@
 """IBTree (4,9,1,1) G=12 vs independent chains G=8 on the same checkpoint and problems.
 
-Interleaved in one run (chains, tree, chains, tree, ...), same sampling settings. Prints per round
-and then, as the last three lines:
+Interleaved in one run (chains, tree, random tree, chains, ...), same sampling settings. Prints per
+round, then where the trees fork (share of forks at the root, mean share of the response already
+written at a fork) and the random-branching reference ratio, and as the last three lines:
 
     tokens/problem ibtree/chains8 = X.XXX      goal <= 1.05 (paper: 1.016)
     rollout time ibtree/chains8 = X.XX         goal <= 1.10
@@ -11,6 +12,10 @@ The third figure times one full IB-TPO training step (rollout + advantage + upda
 the IB-Score node selection, step splitting / tree building, and the advantage computation.
 
     .venv/bin/python bench/tree_vs_chains.py --checkpoint results/tiny/base --problems 64
+
+``--pi-mode`` picks IBTree's step-probability normalisation (METHOD.md §1): the fork statistics show
+that under ``sibling`` a single-child node always scores -(1+beta)/beta while the root scores about
+-(1+beta)/(beta*B0), so IBTree forks at the root and costs what independent chains cost.
 """
 
 from __future__ import annotations
@@ -36,7 +41,24 @@ from ibtpo.rollout.backend import SamplingParams  # noqa: E402
 from ibtpo.rollout.chains import ChainSampler  # noqa: E402
 from ibtpo.rollout.context import RolloutContext  # noqa: E402
 from ibtpo.rollout.hf_backend import HFBackend  # noqa: E402
+from ibtpo.rollout.tree import Tree  # noqa: E402
 from ibtpo.trainer import Method, Trainer, TrainSettings  # noqa: E402
+
+
+def fork_stats(trees: list[Tree], B0: int) -> tuple[float, float]:
+    """(share of forks at the root, mean share of the node's path's response already generated at a
+    fork, relative to the mean full response length). Round 1's ``B0`` root children are not forks."""
+    at_root, shares, forks = 0, [], 0
+    for t in trees:
+        full = sum(len(t.prefix_ids(leaf)) - len(t.prompt_ids) for leaf in t.leaves()) / max(1, len(t.leaves()))
+        for n in t.nodes:
+            extra = len(n.children) - (B0 if n.parent is None else 1)
+            if extra <= 0:
+                continue
+            forks += extra
+            at_root += extra if n.parent is None else 0
+            shares += [(len(t.prefix_ids(n.id)) - len(t.prompt_ids)) / max(1.0, full)] * extra
+    return at_root / max(1, forks), sum(shares) / max(1, len(shares))
 
 
 class Timers:
@@ -73,7 +95,8 @@ def main():
     params = SamplingParams(max_new_tokens=args.max_new_tokens, stop_token_ids=(tok.eos_token_id,))
     with Grader() as grader:
         ctx = RolloutContext(HFBackend(model, tok.pad_token_id), tok, grader, params)
-        samplers = {"chains8": ChainSampler(G=8), "ibtree": ibtree.IBTreeSampler(4, 9, 1, 1, pi_mode=args.pi_mode)}
+        samplers = {"chains8": ChainSampler(G=8), "ibtree": ibtree.IBTreeSampler(4, 9, 1, 1, pi_mode=args.pi_mode),
+                    "random": ibtree.IBTreeSampler(4, 9, 1, 1, selection="random")}
         sampler_stats(samplers["chains8"], problems[:16], ctx, seed=1)  # warm-up
         res = {k: [] for k in samplers}
         for r in range(args.rounds):
@@ -86,6 +109,13 @@ def main():
             statistics.mean(x["tokens_per_problem"] for x in res["chains8"])
         time_ratio = statistics.median(x["seconds"] for x in res["ibtree"]) / \
             statistics.median(x["seconds"] for x in res["chains8"])
+        rand_ratio = statistics.mean(x["tokens_per_problem"] for x in res["random"]) / \
+            statistics.mean(x["tokens_per_problem"] for x in res["chains8"])
+        for name in ("ibtree", "random"):
+            root, share = fork_stats([t for x in res[name] for t in x["trees"]], B0=4)
+            print(f"{name} forks: {100 * root:.0f}% at the root; mean share of the response written at a fork "
+                  f"{100 * share:.0f}%")
+        print(f"reference: tokens/problem random tree/chains8 = {rand_ratio:.3f}")
 
         # bookkeeping share inside real IB-TPO training steps
         timers = Timers()

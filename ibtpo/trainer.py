@@ -327,10 +327,12 @@ class Trainer:
                 (logits.sum() * 0.0).backward()
 
     @torch.no_grad()
-    def _frozen_logprobs(self, model, trajs: list[Trajectory], R: int) -> torch.Tensor:
-        """``(B, R)`` log-probs under ``model`` without gradients, computed in length-sorted chunks."""
+    def _frozen_logprobs(self, model, trajs: list[Trajectory], R: int, skip: frozenset = frozenset()) -> torch.Tensor:
+        """``(B, R)`` log-probs under ``model`` without gradients, computed in length-sorted chunks
+        (rows in ``skip`` are left at zero)."""
         out = torch.zeros((len(trajs), R), device=self.device)
-        order = sorted(range(len(trajs)), key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
+        order = sorted((i for i in range(len(trajs)) if i not in skip),
+                       key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
         for chunk in self._chunks(order):
             if not len(chunk):
                 self._idle_pass(model, backward=False)
@@ -348,17 +350,22 @@ class Trainer:
         R = max((len(t.response_ids) for t in trajs), default=1)
         adv_all = _pad([t.advantages for t in trajs], R, self.device)
         ref_all = self._frozen_logprobs(self.ref_model, trajs, R) if self.ref_model is not None else None
-        old_all = self._frozen_logprobs(self.model, trajs, R) if need_old else None
-        self.model.train()
         order = np.arange(len(layout))
+        # The first minibatch of a single pass is updated before any optimizer step: its old
+        # log-probs are its current ones (ratio 1), detached from its own forward, so the no-grad
+        # pass for old log-probs covers only the later minibatches (a later pass revisits all).
+        first = np.array_split(order, self.cfg.minibatches)[0] if self.cfg.ppo_epochs == 1 else []
+        on_policy = frozenset(layout[g][1] for g in first if layout[g][0] == self.dist.rank)
+        old_all = self._frozen_logprobs(self.model, trajs, R, skip=on_policy) if need_old else None
+        self.model.train()
         agg: dict[str, list[float]] = {}
         for epoch in range(self.cfg.ppo_epochs):
             if epoch:
                 order = self.dist.broadcast(np.random.permutation(len(layout)))
-            for mb in np.array_split(order, self.cfg.minibatches):
+            for i, mb in enumerate(np.array_split(order, self.cfg.minibatches)):
                 local = [layout[g][1] for g in mb if layout[g][0] == self.dist.rank]
                 self.opt.zero_grad(set_to_none=True)
-                m = self._accumulate_gradients(local, trajs, adv_all, old_all, ref_all,
+                m = self._accumulate_gradients(local, trajs, adv_all, None if epoch == 0 and i == 0 else old_all, ref_all,
                                                n_tokens=float(sum(layout[g][2] for g in mb)), n_seqs=float(len(mb)))
                 m = self.dist.sum_values(m)
                 self.dist.sync_gradients(self.model.parameters())

@@ -105,3 +105,46 @@ def test_chunked_update_gives_the_unchunked_gradient(tok, tmp_path):
             direct = torch.cat([p.grad.flatten() for p in tr.model.parameters()])
             assert torch.allclose(grads[-1], direct, atol=1e-6), mode
         assert torch.allclose(grads[0], grads[1], atol=1e-6), mode
+
+
+def test_old_logprobs_are_computed_only_for_minibatches_after_the_first(tok, tmp_path):
+    """Two minibatches, one pass: the first minibatch is on-policy (ratio 1), so the no-grad pass for
+    old log-probs covers only the second; the update equals the one with old log-probs for all."""
+    import copy
+
+    from ibtpo.trainer import _pad
+    from ibtpo.trajectories import Trajectory
+
+    rng = np.random.default_rng(3)
+    trajs = [Trajectory([5, 6, 7][: 1 + i % 3], list(rng.integers(4, 90, 2 + (3 * i) % 7)), [], None, 0.0, False, i)
+             for i in range(10)]
+    for t in trajs:
+        t.advantages = rng.normal(size=len(t.response_ids))
+    tr = make_trainer(tok, tmp_path / "a", kl=0.01)
+    tr.cfg.minibatches = 2
+    ref_tr = copy.deepcopy(tr)
+
+    seen = []
+    frozen = tr._frozen_logprobs
+
+    def counting(model, trajs_, R, skip=frozenset()):
+        seen.append((model is tr.model, len(trajs_) - len(skip)))
+        return frozen(model, trajs_, R, skip)
+
+    tr._frozen_logprobs = counting
+    tr._update(trajs)
+    assert seen == [(False, 10), (True, 5)]  # reference model: all 10; old log-probs: the second 5
+
+    # reference: old log-probs of every trajectory from the pre-update policy, both minibatches
+    R = max(len(t.response_ids) for t in trajs)
+    adv = _pad([t.advantages for t in trajs], R, "cpu")
+    ref = ref_tr._frozen_logprobs(ref_tr.ref_model, trajs, R)
+    old = ref_tr._frozen_logprobs(ref_tr.model, trajs, R)
+    ref_tr.model.train()
+    for mb in np.array_split(np.arange(10), 2):
+        ref_tr.opt.zero_grad(set_to_none=True)
+        ref_tr._accumulate_gradients(list(mb), trajs, adv, old, ref)
+        torch.nn.utils.clip_grad_norm_(ref_tr.model.parameters(), ref_tr.cfg.grad_clip)
+        ref_tr.opt.step()
+    for p, q in zip(tr.model.parameters(), ref_tr.model.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
