@@ -144,7 +144,9 @@ def to_markdown(cfg: dict, claims: list[dict]) -> str:
              "Summary: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f" (of {len(claims)} claims).", "",
              f"Intervals: {int(100 * cfg['report']['confidence'])}% bootstrap over problems × seeds "
              f"({cfg['report']['bootstrap']} resamples); accuracy differences in avg@{cfg['evaluation']['k']} points, "
-             "averaged over the preset's benchmarks (" + ", ".join(cfg["evaluation"]["benchmarks"]) + ").", "",
+             "averaged over the preset's benchmarks (" + ", ".join(cfg["evaluation"]["benchmarks"]) + "). "
+             "Seeds vary the RL run (rollout seeds, data order) from one base model; variation between "
+             "base models is not in the intervals.", "",
              "| claim | paper | reproduced [CI] | verdict | evidence |", "|---|---|---|---|---|"]
     for c in claims:
         ev = ", ".join(f"[{Path(e).name}]({e})" for e in c["evidence"] if e)
