@@ -48,7 +48,7 @@ from ibtpo.trainer import Method, Trainer, TrainSettings  # noqa: E402
 def fork_stats(trees: list[Tree], B0: int) -> tuple[float, float]:
     """(share of forks at the root, mean share of the node's path's response already generated at a
     fork, relative to the mean full response length). Round 1's ``B0`` root children are not forks."""
-    at_root, shares, forks = 0, [], 0
+    at_root, share_sum, forks = 0, 0.0, 0
     for t in trees:
         full = sum(len(t.prefix_ids(leaf)) - len(t.prompt_ids) for leaf in t.leaves()) / max(1, len(t.leaves()))
         for n in t.nodes:
@@ -57,8 +57,8 @@ def fork_stats(trees: list[Tree], B0: int) -> tuple[float, float]:
                 continue
             forks += extra
             at_root += extra if n.parent is None else 0
-            shares += [(len(t.prefix_ids(n.id)) - len(t.prompt_ids)) / max(1.0, full)] * extra
-    return at_root / max(1, forks), sum(shares) / max(1, len(shares))
+            share_sum += extra * (len(t.prefix_ids(n.id)) - len(t.prompt_ids)) / max(1.0, full)
+    return at_root / max(1, forks), share_sum / max(1, forks)
 
 
 class Timers:

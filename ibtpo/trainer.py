@@ -365,7 +365,8 @@ class Trainer:
             for i, mb in enumerate(np.array_split(order, self.cfg.minibatches)):
                 local = [layout[g][1] for g in mb if layout[g][0] == self.dist.rank]
                 self.opt.zero_grad(set_to_none=True)
-                m = self._accumulate_gradients(local, trajs, adv_all, None if epoch == 0 and i == 0 else old_all, ref_all,
+                old = None if (epoch, i) == (0, 0) else old_all  # None: on-policy, old := current
+                m = self._accumulate_gradients(local, trajs, adv_all, old, ref_all,
                                                n_tokens=float(sum(layout[g][2] for g in mb)), n_seqs=float(len(mb)))
                 m = self.dist.sum_values(m)
                 self.dist.sync_gradients(self.model.parameters())
