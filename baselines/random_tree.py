@@ -8,6 +8,7 @@ choice differs, so a comparison isolates the IB-Score guidance. Paired with the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ibtpo.registry import register_sampler
 from ibtpo.rollout.ibtree import IBTreeSampler
@@ -17,6 +18,7 @@ from ibtpo.rollout.ibtree import IBTreeSampler
 @dataclass
 class RandomTreeSampler(IBTreeSampler):
     selection: str = "random"
+    uses_ib: ClassVar[bool] = False  # uniform node choice: the inherited ``ib`` field is never read
 
     def __post_init__(self):
         if self.selection != "random":

@@ -19,6 +19,8 @@ EPTree sampler ``(M, N, L, T)``
    *before* token ``j`` (the forked token is re-sampled), each added as one new leaf node (a node
    is the token span between forks; no step splitting) and graded with ``ctx.grade_leaves``.
    All forks of all trees go in ONE backend call per iteration (``n = T``, per-prefix budget).
+   Each fork is recorded once (``Tree.record_fork`` on the prefix node, before its ``T``
+   continuations); the ``M`` initial chains are not forks.
 
 "Per tree" is TreeRL's tree: the ``M`` initial chains are ``M`` trees; here they share one
 :class:`Tree` per problem as the root's ``M`` children, and the top-``N`` are taken within each
@@ -240,6 +242,8 @@ class EPTreeSampler:
                 forks = [f for chain in list(tree.root.children)
                          for f in select_forks(tree, self.N, ctx.decode, rng, budget, within=chain)]
                 picks.extend((tree, a) for a in apply_forks(tree, forks, ctx.decode))
+            for t, a in picks:  # fork records: the prefix node ending just before the forked token
+                t.record_fork(a)
             if not picks:
                 break
             prefixes = [t.prefix_ids(a) for t, a in picks]

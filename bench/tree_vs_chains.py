@@ -13,7 +13,8 @@ the IB-Score node selection, step splitting / tree building, and the advantage c
 
     .venv/bin/python bench/tree_vs_chains.py --checkpoint results/tiny/base --problems 64
 
-``--pi-mode`` picks IBTree's step-probability normalisation (METHOD.md §1): the fork statistics show
+``--pi-mode`` picks the step-probability normalisation of the IB parameters (IBTree's selection and
+the IB-TPO advantage; default ``length_norm``, METHOD.md §1): the fork statistics show
 that under ``sibling`` a single-child node always scores -(1+beta)/beta while the root scores about
 -(1+beta)/(beta*B0), so IBTree forks at the root and costs what independent chains cost.
 """
@@ -34,31 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ibtpo import registry  # noqa: E402
 from ibtpo.analysis.branching import sampler_stats  # noqa: E402
+from ibtpo.analysis.forks import fork_stats  # noqa: E402
 from ibtpo.data.arithmetic import ArithmeticSpec, generate  # noqa: E402
 from ibtpo.grader import Grader  # noqa: E402
+from ibtpo.ib_score import PI_MODES, IBParams  # noqa: E402
 from ibtpo.rollout import context as context_mod, ibtree  # noqa: E402
 from ibtpo.rollout.backend import SamplingParams  # noqa: E402
 from ibtpo.rollout.chains import ChainSampler  # noqa: E402
 from ibtpo.rollout.context import RolloutContext  # noqa: E402
 from ibtpo.rollout.hf_backend import HFBackend  # noqa: E402
-from ibtpo.rollout.tree import Tree  # noqa: E402
 from ibtpo.trainer import Method, Trainer, TrainSettings  # noqa: E402
-
-
-def fork_stats(trees: list[Tree], B0: int) -> tuple[float, float]:
-    """(share of forks at the root, mean share of the node's path's response already generated at a
-    fork, relative to the mean full response length). Round 1's ``B0`` root children are not forks."""
-    at_root, share_sum, forks = 0, 0.0, 0
-    for t in trees:
-        full = sum(len(t.prefix_ids(leaf)) - len(t.prompt_ids) for leaf in t.leaves()) / max(1, len(t.leaves()))
-        for n in t.nodes:
-            extra = len(n.children) - (B0 if n.parent is None else 1)
-            if extra <= 0:
-                continue
-            forks += extra
-            at_root += extra if n.parent is None else 0
-            share_sum += extra * (len(t.prefix_ids(n.id)) - len(t.prompt_ids)) / max(1.0, full)
-    return at_root / max(1, forks), share_sum / max(1, forks)
 
 
 class Timers:
@@ -86,8 +72,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--pi-mode", default="sibling", choices=["sibling", "length_norm", "raw"])
+    ap.add_argument("--pi-mode", default=IBParams.pi_mode, choices=PI_MODES,
+                    help="IB parameters' step-probability normalisation (default %(default)s, METHOD.md §1)")
     args = ap.parse_args()
+    ib = IBParams(pi_mode=args.pi_mode)
     torch.set_num_threads(args.threads)
     tok = AutoTokenizer.from_pretrained(args.checkpoint)
     model = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=torch.float32).eval()
@@ -95,7 +83,7 @@ def main():
     params = SamplingParams(max_new_tokens=args.max_new_tokens, stop_token_ids=(tok.eos_token_id,))
     with Grader() as grader:
         ctx = RolloutContext(HFBackend(model, tok.pad_token_id), tok, grader, params)
-        samplers = {"chains8": ChainSampler(G=8), "ibtree": ibtree.IBTreeSampler(4, 9, 1, 1, pi_mode=args.pi_mode),
+        samplers = {"chains8": ChainSampler(G=8), "ibtree": ibtree.IBTreeSampler(4, 9, 1, 1, ib=ib),
                     "random": ibtree.IBTreeSampler(4, 9, 1, 1, selection="random")}
         sampler_stats(samplers["chains8"], problems[:16], ctx, seed=1)  # warm-up
         res = {k: [] for k in samplers}
@@ -112,9 +100,10 @@ def main():
         rand_ratio = statistics.mean(x["tokens_per_problem"] for x in res["random"]) / \
             statistics.mean(x["tokens_per_problem"] for x in res["chains8"])
         for name in ("ibtree", "random"):
-            root, share = fork_stats([t for x in res[name] for t in x["trees"]], B0=4)
+            fs = fork_stats([t for x in res[name] for t in x["trees"]])
+            root, share = fs["fork_root_share"] or 0.0, fs["fork_position"] or 0.0
             print(f"{name} forks: {100 * root:.0f}% at the root; mean share of the response written at a fork "
-                  f"{100 * share:.0f}%")
+                  f"{100 * share:.0f}% ({fs['n_forks']} forks)")
         print(f"reference: tokens/problem random tree/chains8 = {rand_ratio:.3f}")
 
         # bookkeeping share inside real IB-TPO training steps
@@ -133,8 +122,8 @@ def main():
         registry.ADVANTAGES["ibtpo"] = timed_adv
         with tempfile.TemporaryDirectory() as d:
             train_model = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=torch.float32)
-            tr = Trainer(train_model, tok, problems, Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 9, "K": 1, "B": 1, "pi_mode": args.pi_mode},
-                                                             {"name": "ibtpo"}, {"kl_coef": 0.001}),
+            tr = Trainer(train_model, tok, problems, Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 9, "K": 1, "B": 1, "ib": ib},
+                                                             {"name": "ibtpo", "ib": ib}, {"kl_coef": 0.001}),
                          TrainSettings(steps=3, batch_problems=16, lr=2e-4), params,
                          HFBackend(train_model, tok.pad_token_id), grader, d, log=lambda *_: None)
             tr.train_step()  # warm-up

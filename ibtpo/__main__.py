@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from .ib_score import PI_MODES, ZERO_PARENT, IBParams
+
 
 def _quiet_transformers() -> None:
     """No per-file progress bars from transformers in job logs (our own per-step lines remain)."""
@@ -56,10 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("score-tree", help="IB-Score and IB-TPO advantages of a tree JSON (see ibtpo/score_tree.py)")
     p.add_argument("tree")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--beta", type=float, default=5.0)
-    p.add_argument("--lam", type=float, default=0.1)
-    p.add_argument("--pi-mode", default="sibling", choices=["sibling", "length_norm", "raw"])
-    p.add_argument("--zero-parent", default="ratio", choices=["ratio", "laplace"])
+    p.add_argument("--beta", type=float, default=IBParams.beta, help="IB beta (default %(default)s)")
+    p.add_argument("--lam", type=float, default=0.1, help="weight of A_IB in A (default %(default)s)")
+    p.add_argument("--pi-mode", default=IBParams.pi_mode, choices=PI_MODES,
+                   help="step probability normalisation, METHOD.md §1 (default %(default)s)")
+    p.add_argument("--zero-parent", default=IBParams.zero_parent, choices=ZERO_PARENT,
+                   help="rule when the parent has no correct leaf (default %(default)s)")
     p.add_argument("--advantage", default="ibtpo", choices=["ibtpo", "treerl"])
     p.add_argument("--treerl-variant", default="paper", choices=["paper", "code"])
     p = sub.add_parser("table3", help="branching statistics: chains G=8/12 vs IBTree on base and trained policy")
@@ -89,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         from .score_tree import TreeFormatError, main as score_main
 
         try:
-            print(score_main(args.tree, args.json, beta=args.beta, lam=args.lam, pi_mode=args.pi_mode,
-                             zero_parent=args.zero_parent, advantage=args.advantage,
+            ib = IBParams(args.beta, args.pi_mode, args.zero_parent)
+            print(score_main(args.tree, args.json, lam=args.lam, ib=ib, advantage=args.advantage,
                              treerl_variant=args.treerl_variant))
         except TreeFormatError as e:
             print(f"error: {e}", file=sys.stderr)

@@ -97,8 +97,6 @@ def _fill_defaults(cfg: dict) -> dict:
     rep.setdefault("confidence", 0.95)
     if "probe" in cfg:
         cfg["probe"].setdefault("seed", 0)
-        cfg["probe"].setdefault("pi_mode", "sibling")
-        cfg["probe"].setdefault("zero_parent", "ratio")
     for key, default in (("backend", "hf"), ("temperature", 1.0), ("top_p", 1.0), ("top_k", 0), ("max_new_tokens", 96)):
         cfg["rollout"].setdefault(key, default)
     return cfg
@@ -126,19 +124,20 @@ def validate(cfg: dict, origin: str = "<config>") -> dict:
 
     load_plugins()
     for name, mdef in cfg["method_defs"].items():
+        problems += _resolve_ib(mdef, f"method_defs.{name}", ("sampler", "advantage"))
         for kind, registry in (("sampler", SAMPLERS), ("advantage", ADVANTAGES)):
             comp = mdef[kind]
             if comp["name"] not in registry:
-                problems.append(f"method_defs.{name}.{kind}.name: unknown {kind} {comp['name']!r}; "
-                                f"allowed: {sorted(registry)}")
-                continue
-            allowed = [p for p in inspect.signature(registry[comp["name"]]).parameters if p != "tree"]
+                continue  # reported by _resolve_ib
+            allowed = [p for p in inspect.signature(registry[comp["name"]]).parameters if p not in ("tree", "ib")]
             for key, value in comp.items():
                 where = f"method_defs.{name}.{kind}.{key}"
-                if key != "name" and key not in allowed:
-                    problems.append(f"{where}: not a parameter of {kind} {comp['name']!r}; allowed: {allowed}")
-                elif key == "beta" and not (isinstance(value, (int, float)) and value > 0):
-                    problems.append(f"{where}: beta must be a number > 0 (got {value!r})")
+                if key in ("name", "ib"):
+                    continue
+                if key not in allowed:
+                    problems.append(f"{where}: not a parameter of {kind} {comp['name']!r}; allowed: {allowed}"
+                                    + (f" (IB parameters are declared once per method: method_defs.{name}.ib.{key})"
+                                       if key in IB_KEYS else ""))
                 elif key == "lam" and not (isinstance(value, (int, float)) and 0 <= value <= 1):
                     problems.append(f"{where}: lam must be in [0, 1] (got {value!r}; the paper uses 0.1, 0.5 collapses)")
                 elif key in ("G", "B0", "L", "K", "B") and not (isinstance(value, int) and value >= 1):
@@ -151,12 +150,12 @@ def validate(cfg: dict, origin: str = "<config>") -> dict:
         if pr["benchmark"] not in cfg["data"]["benchmarks"]:
             problems.append(f"probe.benchmark: {pr['benchmark']!r} is not defined under data.benchmarks "
                             f"(defined: {sorted(cfg['data']['benchmarks'])})")
-        if pr["sampler"]["name"] not in SAMPLERS:
-            problems.append(f"probe.sampler.name: unknown sampler {pr['sampler']['name']!r}; allowed: {sorted(SAMPLERS)}")
-        else:
-            allowed = list(inspect.signature(SAMPLERS[pr["sampler"]["name"]]).parameters)
+        problems += _resolve_ib(pr, "probe", ("sampler",), always=True)
+        if pr["sampler"]["name"] in SAMPLERS:
+            allowed = [p for p in inspect.signature(SAMPLERS[pr["sampler"]["name"]]).parameters if p != "ib"]
             problems += [f"probe.sampler.{k}: not a parameter of sampler {pr['sampler']['name']!r}; allowed: {allowed}"
-                         for k in pr["sampler"] if k != "name" and k not in allowed]
+                         + (f" (the probe's IB parameters are probe.ib.{k})" if k in IB_KEYS else "")
+                         for k in pr["sampler"] if k not in ("name", "ib") and k not in allowed]
     for b in cfg["evaluation"]["benchmarks"]:
         if b not in cfg["data"]["benchmarks"]:
             problems.append(f"evaluation.benchmarks: {b!r} is not defined under data.benchmarks "
@@ -210,6 +209,52 @@ def validate(cfg: dict, origin: str = "<config>") -> dict:
     if problems:
         raise ConfigError(f"{origin}: invalid configuration:\n" + "\n".join("  " + p for p in problems))
     return cfg
+
+
+IB_KEYS = ("beta", "pi_mode", "zero_parent")
+
+
+def _resolve_ib(owner: dict, where: str, kinds: tuple[str, ...], always: bool = False) -> list[str]:
+    """Give every component of ``owner`` (a method, or the probe) that takes IB parameters the one
+    ``IBParams`` declared at ``<where>.ib`` (defaults from ``ibtpo.ib_score.IBParams``), so a method's
+    sampler and advantage cannot disagree; the resolved values are written back at ``<where>.ib``
+    and into each such component (the run's config.yaml shows them; validating that resolved config
+    again is a no-op). A component's own ``ib`` that differs from ``<where>.ib`` is refused, naming
+    both keys. Returns problems."""
+    from .ib_score import IBParams
+    from .registry import ADVANTAGES, SAMPLERS, uses_ib
+
+    try:
+        ib = IBParams.of(owner.get("ib"))
+    except ValueError as e:
+        return [f"{where}.{e}"]
+    problems, users = [], []
+    for kind in kinds:
+        comp, registry = owner[kind], SAMPLERS if kind == "sampler" else ADVANTAGES
+        if comp["name"] not in registry:
+            problems.append(f"{where}.{kind}.name: unknown {kind} {comp['name']!r}; allowed: {sorted(registry)}")
+            continue
+        if not uses_ib(registry[comp["name"]]):
+            if "ib" in comp:
+                problems.append(f"{where}.{kind}.ib: {kind} {comp['name']!r} takes no IB parameters")
+            continue
+        try:
+            own = IBParams.of(comp.get("ib", ib.to_dict()))
+        except ValueError as e:
+            problems.append(f"{where}.{kind}.{e}")
+            continue
+        if own != ib:
+            problems.append(f"{where}.{kind}.ib {own.to_dict()} disagrees with {where}.ib {ib.to_dict()}: "
+                            f"a method's sampler and advantage share one set of IB parameters, declared at {where}.ib")
+        users.append(comp)
+    if "ib" in owner and not users and not always and not problems:
+        names = " nor ".join(f"{k} {owner[k]['name']!r}" for k in kinds)
+        problems.append(f"{where}.ib: neither {names} uses IB parameters; remove it")
+    if users or always:
+        owner["ib"] = ib.to_dict()
+    for comp in users:
+        comp["ib"] = ib.to_dict()
+    return problems
 
 
 def rule_resources(cfg: dict, rule: str) -> dict:

@@ -6,7 +6,9 @@
 
 Every token of step ``s`` gets ``A(s)``; the tree is flattened into its root-to-leaf trajectories.
 ``pi_old`` is the behaviour policy's step probability, normalised as in :mod:`ibtpo.ib_score`
-(``pi_mode``), and the ratio follows its ``zero_parent`` rule. Choices: ``std = 0 -> A_GL := 0``;
+(``ib.pi_mode``, default ``length_norm``: METHOD.md §1), and the ratio follows its ``ib.zero_parent``
+rule; ``ib`` is the method's one :class:`~ibtpo.ib_score.IBParams` (config ``method_defs.<m>.ib``,
+shared with its IBTree sampler). Choices: ``std = 0 -> A_GL := 0``;
 ``std_ddof = 1`` (as the GRPO baseline); ``shared_prefix_weighting`` (default off) multiplies a
 node's advantage by ``1/sqrt(number of trajectories through it)`` as TreeRL does.
 On independent chains (depth-one trees) the root is the only branching node.
@@ -18,31 +20,32 @@ import math
 
 import numpy as np
 
-from .ib_score import child_pi, value_ratio
+from .ib_score import IBParams, child_pi, value_ratio
 from .registry import register_advantage
 from .rollout.tree import Tree
 from .trajectories import broadcast_node_values
 
 
-def ib_node_advantages(tree: Tree, beta: float = 5.0, lam: float = 0.1, pi_mode: str = "sibling",
-                       zero_parent: str = "ratio", std_ddof: int = 1) -> dict[int, dict[str, float]]:
+def ib_node_advantages(tree: Tree, lam: float = 0.1, ib: IBParams | dict | None = None,
+                       std_ddof: int = 1) -> dict[int, dict[str, float]]:
     """``{node: {"A_GL", "A_IB", "A", "pi"}}`` for every non-root node."""
+    ib = IBParams.of(ib)
     rewards = np.array(tree.rewards(), dtype=np.float64)
     std = rewards.std(ddof=std_ddof) if len(rewards) > std_ddof else 0.0
     root_v = tree.p_hat(0)
     out = {}
     for parent in (n for n in tree.nodes if n.children):
-        for child, pi in zip(parent.children, child_pi(tree, parent.id, pi_mode)):
+        for child, pi in zip(parent.children, child_pi(tree, parent.id, ib.pi_mode)):
             a_gl = (tree.p_hat(child) - root_v) / std if std > 0 else 0.0
-            a_ib = (value_ratio(tree, child, parent.id, zero_parent) - (1 + 1 / beta)) * pi
+            a_ib = (value_ratio(tree, child, parent.id, ib.zero_parent) - ib.offset) * pi
             out[child] = {"A_GL": a_gl, "A_IB": a_ib, "A": a_gl + lam * a_ib, "pi": float(pi)}
     return out
 
 
 @register_advantage("ibtpo")
-def ibtpo_advantage(tree: Tree, beta: float = 5.0, lam: float = 0.1, pi_mode: str = "sibling",
-                    zero_parent: str = "ratio", std_ddof: int = 1, shared_prefix_weighting: bool = False):
-    adv = ib_node_advantages(tree, beta, lam, pi_mode, zero_parent, std_ddof)
+def ibtpo_advantage(tree: Tree, lam: float = 0.1, ib: IBParams | dict | None = None, std_ddof: int = 1,
+                    shared_prefix_weighting: bool = False):
+    adv = ib_node_advantages(tree, lam, ib, std_ddof)
     values = {n: a["A"] / (math.sqrt(tree.nodes[n].n_leaves) if shared_prefix_weighting else 1.0)
               for n, a in adv.items()}
     return broadcast_node_values(tree, values)

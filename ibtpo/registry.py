@@ -9,6 +9,7 @@ and never names a method. ``load_plugins()`` imports the modules that register p
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Callable
 
 SAMPLERS: dict[str, Callable] = {}
@@ -41,3 +42,19 @@ def get(registry: dict, kind: str, name: str):
     if name not in registry:
         raise KeyError(f"unknown {kind} {name!r}; registered: {sorted(registry)}")
     return registry[name]
+
+
+def uses_ib(component) -> bool:
+    """A sampler or advantage takes the IB parameters when its signature has ``ib`` (and it does not
+    opt out with ``uses_ib = False``, as the random tree, which inherits IBTree's fields)."""
+    return "ib" in inspect.signature(component).parameters and getattr(component, "uses_ib", True)
+
+
+def build_sampler(spec: dict, ib=None):
+    """The sampler of a config ``spec`` (``{"name": ..., **params}``), given the owner's IB parameters
+    when it takes them (``ib``: an ``IBParams`` or its mapping; a spec's own ``ib`` wins)."""
+    cls = get(SAMPLERS, "sampler", spec["name"])
+    args = {k: v for k, v in spec.items() if k != "name"}
+    if ib is not None and uses_ib(cls):
+        args.setdefault("ib", ib)
+    return cls(**args)

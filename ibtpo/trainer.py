@@ -5,7 +5,9 @@ It knows no method by name: the method is a composition from config (``sampler``
 
 Per step it logs (progress line + ``metrics.jsonl``): reward mean/std, Eff-Rate (share of
 problems whose trajectory rewards are not all equal), mean token entropy of the sampled tokens,
-KL, clip fractions low/high, response length, generated tokens (step and cumulative), wall time.
+KL, clip fractions low/high, response length, generated tokens (step and cumulative, and per
+problem), wall time, and, when the step's trees carry fork records (any tree sampler), where they
+forked: ``fork_root_share``, ``fork_position``, ``n_forks`` (:mod:`ibtpo.analysis.forks`).
 
 Checkpoints every ``checkpoint_every`` steps (HF format + trainer state, atomically). A rerun
 resumes from the latest complete checkpoint: the data order and the per-step sampling seeds are
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from .analysis.forks import FORK_KEYS, combine as combine_forks, progress as fork_progress, tree_forks
 from .distributed import Dist
 from .losses import policy_loss
 from .registry import ADVANTAGES, SAMPLERS, get
@@ -83,6 +86,14 @@ class Method:
     sampler: dict = field(default_factory=lambda: {"name": "chains", "G": 8})
     advantage: dict = field(default_factory=lambda: {"name": "grpo"})
     loss: dict = field(default_factory=dict)
+
+    def check_shared(self) -> None:
+        """A parameter both the sampler and the advantage take (the IB parameters ``ib``: IBTree's node
+        selection and the IB-TPO advantage) must have one value: the method is refused otherwise."""
+        for key in sorted((set(self.sampler) & set(self.advantage)) - {"name"}):
+            if self.sampler[key] != self.advantage[key]:
+                raise ValueError(f"method {self.name!r}: sampler.{key} {self.sampler[key]!r} and advantage.{key} "
+                                 f"{self.advantage[key]!r} disagree; declare it once (config method_defs.<m>.{key})")
 
 
 def _step_seed(seed: int, step: int) -> int:
@@ -156,6 +167,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_root = self.run_dir / "ckpt"
         self.log = log if self.dist.is_main else (lambda *_, **__: None)
+        method.check_shared()
         sampler_args = {k: v for k, v in method.sampler.items() if k != "name"}
         self.sampler = get(SAMPLERS, "sampler", method.sampler["name"])(**sampler_args)
         self.adv_fn = get(ADVANTAGES, "advantage", method.advantage["name"])
@@ -269,6 +281,7 @@ class Trainer:
         self.cum_tokens += gen_tokens
         self.step += 1
         rewards = np.array([x for r in roll for x in r["rewards"]])
+        forks = combine_forks([r["forks"] for r in roll])  # over the whole step's trees
         metrics.update({
             "step": self.step,
             "reward_mean": float(rewards.mean()),
@@ -280,11 +293,14 @@ class Trainer:
             "trajectories": len(rewards),
             "gen_tokens": gen_tokens,
             "cum_gen_tokens": self.cum_tokens,
+            "tokens_per_problem": forks["tokens_per_problem"],
             "lr": self.sched.get_last_lr()[0],
             "time_gen": t_gen,
             "time_adv": t_adv,
             "time_step": time.perf_counter() - t0,
         })
+        if forks["n_forks"]:
+            metrics.update({k: forks[k] for k in FORK_KEYS})
         return metrics
 
     def _global_layout(self, positions: list[int], trajs: list[Trajectory]) -> list[tuple[int, int, int]]:
@@ -304,7 +320,7 @@ class Trainer:
                   "eff": len(set(tree.rewards())) > 1,
                   "entropies": [e for n in tree.nodes[1:] for e in n.entropies],
                   "lengths": [len(t.response_ids) for t in ts], "truncated": [t.truncated for t in ts],
-                  "gen_tokens": tree.generated_tokens}
+                  "gen_tokens": tree.generated_tokens, "forks": tree_forks(tree)}
                  for i, (tree, ts) in enumerate(zip(trees, per_tree))]
         return sorted((r for part in self.dist.gather(local) for r in part), key=lambda r: r["pos"])
 
@@ -435,7 +451,7 @@ class Trainer:
                 f"[train {self.method.name} seed={self.cfg.seed}] step {m['step']}/{self.cfg.steps} "
                 f"reward={m['reward_mean']:.3f} eff={m['eff_rate']:.2f} ent={m['sample_entropy']:.3f} "
                 f"kl={m.get('kl', 0):.4f} clip={m['clipfrac_low']:.3f}/{m['clipfrac_high']:.3f} "
-                f"len={m['response_len']:.1f} tok={m['gen_tokens']} cum={m['cum_gen_tokens']} "
+                f"len={m['response_len']:.1f} tok={m['gen_tokens']} cum={m['cum_gen_tokens']}{fork_progress(m)} "
                 f"t={m['time_step']:.2f}s (gen {m['time_gen']:.2f}s) elapsed={time.perf_counter() - t_start:.0f}s"
             )
             if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:

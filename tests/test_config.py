@@ -50,7 +50,16 @@ def test_presets_validate():
     (("data", "train"), {"source": "jsonl"}, r"data.train.path: required for source 'jsonl'"),
     (("train", "lr"), -1.0, r"train.lr: -1.0 is less than or equal to the minimum of 0"),
     (("method_defs", "ibtpo", "advantage", "lam"), 2.0, r"method_defs.ibtpo.advantage.lam: lam must be in \[0, 1\]"),
-    (("method_defs", "ibtpo", "sampler", "beta"), 0, r"method_defs.ibtpo.sampler.beta: beta must be a number > 0"),
+    (("method_defs", "ibtpo", "ib", "beta"), 0, r"method_defs.ibtpo.ib.beta: 0 is less than or equal to the minimum of 0"),
+    (("method_defs", "ibtpo", "ib", "pi_mode"), "softmax", r"method_defs.ibtpo.ib.pi_mode: 'softmax' is not one of \['length_norm'"),
+    (("method_defs", "ibtpo", "sampler", "pi_mode"), "sibling",
+     r"method_defs.ibtpo.sampler.pi_mode: not a parameter .* declared once per method: method_defs.ibtpo.ib.pi_mode"),
+    (("method_defs", "ibtpo", "advantage", "beta"), 2.0,
+     r"method_defs.ibtpo.advantage.beta: not a parameter .* declared once per method: method_defs.ibtpo.ib.beta"),
+    (("method_defs", "ibtpo", "advantage", "ib"), {"pi_mode": "sibling"},
+     r"method_defs.ibtpo.advantage.ib \{.*'sibling'.*\} disagrees with method_defs.ibtpo.ib \{.*'length_norm'"),
+    (("method_defs", "grpo", "ib"), {"beta": 5.0}, r"method_defs.grpo.ib: neither sampler 'chains' nor advantage 'grpo' uses IB"),
+    (("probe", "sampler", "pi_mode"), "raw", r"probe.sampler.pi_mode: not a parameter .*the probe's IB parameters are probe.ib.pi_mode"),
     (("method_defs", "grpo", "sampler", "width"), 3, r"method_defs.grpo.sampler.width: not a parameter of sampler 'chains'; allowed: \['G'\]"),
     (("method_defs", "ibtpo", "sampler", "K"), 0, r"method_defs.ibtpo.sampler.K: must be an integer >= 1"),
     (("data", "benchmarks", "math500"), {"source": "jsonl", "path": "nowhere/test.jsonl"},
@@ -72,3 +81,32 @@ def test_command_line_booleans_are_read_as_booleans():
     # snakemake --config run_ablations=true passes the string 'true'
     assert load_config("tiny", overrides={"run_ablations": "true"})["run_ablations"] is True
     assert load_config("tiny", overrides={"run_ablations": "False"})["run_ablations"] is False
+
+
+def test_one_set_of_ib_parameters_per_method():
+    cfg = load_config("tiny")
+    md = cfg["method_defs"]
+    default = {"beta": 5.0, "pi_mode": "length_norm", "zero_parent": "ratio"}  # METHOD.md §1-§2
+    for m in ("ibtpo", "grpo_ibtree", "grpo_ibadv", "randtree_ibadv", "eptree_ibadv"):
+        users = [md[m][k] for k in ("sampler", "advantage") if md[m][k]["name"] in ("ibtree", "ibtpo")]
+        assert users and all(u["ib"] == md[m]["ib"] == default for u in users), m
+    assert "ib" not in md["randtree_ibadv"]["sampler"]  # uniform node choice takes no IB parameters
+    assert "ib" not in md["grpo"] and "ib" not in md["grpo"]["sampler"] and "ib" not in md["grpo"]["advantage"]
+    assert cfg["probe"]["ib"] == cfg["probe"]["sampler"]["ib"] == default
+    # the resolved config a DAG run writes validates again unchanged
+    assert validate(copy.deepcopy(cfg)) == cfg
+    # sibling stays reproducible: one key switches the sampler and the advantage together
+    sib = load_config("tiny", overrides={"method_defs": {"ibtpo": {"ib": {"pi_mode": "sibling"}}}})["method_defs"]["ibtpo"]
+    assert sib["sampler"]["ib"]["pi_mode"] == sib["advantage"]["ib"]["pi_mode"] == "sibling"
+
+
+def test_trainer_refuses_a_method_whose_sampler_and_advantage_disagree(tok, tmp_path):
+    from ibtpo.trainer import Method, Trainer, TrainSettings
+    from ibtpo.model.tiny import build_tiny_llama
+    from ibtpo.rollout.backend import SamplingParams
+
+    model = build_tiny_llama(tok, n_layer=1, d_model=16, n_head=2, d_mlp=32)
+    method = Method("x", {"name": "ibtree", "ib": {"pi_mode": "sibling"}}, {"name": "ibtpo", "ib": {"pi_mode": "raw"}})
+    with pytest.raises(ValueError, match=r"sampler.ib .*sibling.* advantage.ib .*raw"):
+        Trainer(model, tok, [{"id": "1", "problem": "1+1", "answer": "2"}], method, TrainSettings(), SamplingParams(),
+                None, None, tmp_path)

@@ -60,8 +60,10 @@ def test_paper_presets_carry_the_reported_setup(preset):
     assert ro["backend"] == "vllm"
     assert t["num_processes"] == cfg["resources"]["train"]["gpu"] == 8  # the reported 8xA100
     md = cfg["method_defs"]
-    assert md["ibtpo"]["sampler"] == {"name": "ibtree", "B0": 4, "L": 9, "K": 1, "B": 1, "beta": 5.0}
-    assert md["ibtpo"]["advantage"] == {"name": "ibtpo", "beta": 5.0, "lam": 0.1}
+    ib = {"beta": 5.0, "pi_mode": "length_norm", "zero_parent": "ratio"}  # beta reported; pi METHOD.md §1
+    assert md["ibtpo"]["sampler"] == {"name": "ibtree", "B0": 4, "L": 9, "K": 1, "B": 1, "ib": ib}
+    assert md["ibtpo"]["advantage"] == {"name": "ibtpo", "lam": 0.1, "ib": ib}
+    assert md["ibtpo"]["ib"] == cfg["probe"]["ib"] == ib
     for m in ("grpo", "grpo_cliphigher", "grpo_entropy", "grpo_ibadv"):
         assert md[m]["sampler"] == {"name": "chains", "G": 8}
     assert all(d["loss"]["kl_coef"] == 0.001 for d in md.values())

@@ -136,15 +136,15 @@ def test_probe_record_by_hand():
 
     t = _tree([[1, 1], [1, 0]], [0.6, 0.2])  # children: p_hat 1 and 0.5; root p_hat 0.75
     beta = 5.0
-    pi = np.array([0.6, 0.2]) / 0.8  # sibling normalisation of exp(mean log-prob)
+    pi = np.array([0.6, 0.2])  # length_norm (the default): exp(mean log-prob), not renormalised
     eta1 = np.array([1 / 0.75, 0.5 / 0.75]) - (1 + 1 / beta)
     root_ib = (1 + beta) * np.mean(eta1 * pi)
     root_cov = np.mean(eta1 * pi) - eta1.mean() * pi.mean()
-    # the two inner children: child 1 (both leaves correct, p_hat = 1): eta1 = 1 - 1.2 each, pi = 1/2
-    c1 = (1 + beta) * (1 - 1.2) * 0.5
+    # the two inner children: child 1 (both leaves correct, p_hat = 1): eta1 = 1 - 1.2 each, leaf pi = exp(0) = 1
+    c1 = (1 + beta) * (1 - 1.2) * 1.0
     # child 2 (p_hat 0.5): leaf ratios 2 and 0
-    c2 = (1 + beta) * np.mean((np.array([2.0, 0.0]) - 1.2) * 0.5)
-    rec = tree_record(t, beta)
+    c2 = (1 + beta) * np.mean((np.array([2.0, 0.0]) - 1.2) * 1.0)
+    rec = tree_record(t)
     assert rec["root_ib"] == pytest.approx(root_ib) and rec["root_cov"] == pytest.approx(root_cov)
     assert rec["ib_score_all"] == pytest.approx(np.mean([root_ib, c1, c2]))
     assert rec["cov_eta_all"] == pytest.approx(np.mean([root_cov, 0.0, 0.0]))
@@ -164,7 +164,7 @@ def test_probe_averages_over_branching_nodes_only():
     t.set_reward(t.add_node(b, [6], [0.0], [0.1]), 0)
     # root: children p_hat 1 and 0, root p_hat 0.5: eta1 = (2 - 1.2, 0 - 1.2), pi = (1/2, 1/2)
     root_ib = 6 * np.mean(np.array([0.8, -1.2]) * 0.5)
-    rec = tree_record(t, 5.0)
+    rec = tree_record(t)  # length_norm: the root's children have pi .5 each; every other child pi exp(0) = 1
     assert rec["n_branching"] == 1 and rec["ib_score"] == pytest.approx(root_ib)
     assert rec["ib_score_all"] == pytest.approx(np.mean([root_ib, -1.2, -1.2, -1.2]))  # a, a2, b: one child each
 

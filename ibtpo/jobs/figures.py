@@ -9,7 +9,11 @@ seeds) with a band from the lowest to the highest seed:
 - ``dynamics_step``   the five quantities against optimizer step;
 - ``dynamics_tokens`` the same against cumulative generated tokens (tree and chain methods are
   only comparable at equal compute);
-- ``training_curves`` the per-step training log (reward, Eff-Rate, sample entropy), smoothed.
+- ``training_curves`` the per-step training log (reward, Eff-Rate, sample entropy), smoothed;
+- ``fork_position``   where the tree methods fork, from the training log (``fork_position``: mean
+  share of the response written before a fork; ``fork_root_share``: share of forks at the root;
+  :mod:`ibtpo.analysis.forks`), smoothed like ``training_curves``; methods whose logs carry no fork
+  statistics (chains) are left out.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import pandas as pd  # noqa: E402
 
 PANELS = [("accuracy", "accuracy avg@k (%)"), ("entropy", "token entropy (probe)"),
           ("effective", "Eff-Rate (probe, %)"), ("ib_score", "IB-Score (probe)"), ("cov_eta", "Cov(η1, η2) (probe)")]
+FORK_PANELS = [("fork_position", "fork position (share of response)"),
+               ("fork_root_share", "forks at the root (%)")]
 TRAIN_PANELS = [("reward_mean", "train reward"), ("eff_rate", "train Eff-Rate"), ("sample_entropy", "train token entropy")]
 
 
@@ -123,11 +129,51 @@ def plot_training(metrics: dict[str, dict[int, str]], labels: dict[str, str], ou
     return written
 
 
+def plot_forks(metrics: dict[str, dict[int, str]], labels: dict[str, str], out_dir: str | Path, title: str,
+               window: int = 5) -> list[Path]:
+    """Fork position and root share against step, one line per method whose log has fork metrics
+    (rolling mean over ``window`` logged steps; a step without forks adds nothing to it). Written even
+    when no method forks (an empty figure saying so), since the pipeline declares it."""
+    out_dir = Path(out_dir)
+    frames = []
+    for m, seeds in metrics.items():
+        for s, path in seeds.items():
+            d = read_metrics(path)
+            if "fork_position" not in d or d["fork_position"].isna().all():
+                continue
+            for col, _ in FORK_PANELS:
+                d[col] = d[col].rolling(window, min_periods=1).mean()
+            frames.append(d.assign(method=m, label=labels.get(m, m), seed=int(s)))
+    fig, axes = plt.subplots(1, len(FORK_PANELS), figsize=(4.5 * len(FORK_PANELS), 3.4), constrained_layout=True)
+    if frames:
+        df = pd.concat(frames, ignore_index=True)
+        df["fork_root_share"] = 100 * df["fork_root_share"]
+        label_of = dict(zip(df["method"], df["label"]))
+        for ax, (y, ylabel) in zip(axes, FORK_PANELS):
+            _band_plot(ax, df.dropna(subset=[y]), "step", y, label_of)
+            ax.set_ylabel(ylabel)
+        axes[0].legend(fontsize=8)
+    else:
+        axes[0].text(0.5, 0.5, "no tree method in this run", ha="center", va="center", transform=axes[0].transAxes)
+    for ax in axes:
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{title} — where the trees fork, rolling mean over {window} steps")
+    written = []
+    for ext in ("png", "svg"):
+        fig.savefig(out_dir / f"fork_position.{ext}", dpi=120)
+        written.append(out_dir / f"fork_position.{ext}")
+    plt.close(fig)
+    return written
+
+
 def run(runs: dict, base_eval: list, base_probe: str | Path, labels: dict[str, str], out_dir: str | Path,
         title: str) -> pd.DataFrame:
     df = dynamics(runs, base_eval, base_probe, labels)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     df.to_csv(Path(out_dir) / "dynamics.csv", index=False)
     plot_dynamics(df, out_dir, title)
-    plot_training({m: {s: r["metrics"] for s, r in seeds.items()} for m, seeds in runs.items()}, labels, out_dir, title)
+    logs = {m: {s: r["metrics"] for s, r in seeds.items()} for m, seeds in runs.items()}
+    plot_training(logs, labels, out_dir, title)
+    plot_forks(logs, labels, out_dir, title)
     return df

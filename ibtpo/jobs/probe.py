@@ -5,9 +5,9 @@ For one checkpoint as the policy, build trees on a fixed probe set (``probe.benc
 the same problems and seed for every method and step, baselines included — and record per problem:
 
 - ``ib_score``   mean IB-Score over the tree's *branching* nodes (two or more children; METHOD.md §2,
-  ``ibtpo.ib_score``). A node with one child has ``Cov = 0`` and ``IB = -(1+beta)/beta`` whatever the
-  policy (sibling π = 1, ratio 1), and a tree's many single-child step nodes would drown the signal:
-  averaging over branching nodes is our choice; ``ib_score_all`` / ``cov_eta_all`` keep the mean
+  ``ibtpo.ib_score``). A node with one child has ``Cov = 0`` and its score is its child's confidence
+  times ``-(1+beta)/beta`` (ratio 1), not a comparison of alternatives, and a tree's many single-child
+  step nodes would drown the signal: averaging over branching nodes is our choice; ``ib_score_all`` / ``cov_eta_all`` keep the mean
   over every non-leaf node;
 - ``cov_eta``    mean ``Cov(eta1, eta2)`` over the same branching nodes (the exploitation term);
 - ``root_ib`` / ``root_cov``  the same at the root only;
@@ -16,8 +16,9 @@ the same problems and seed for every method and step, baselines included — and
 - ``tokens``     generated tokens (a shared prefix counted once).
 
 The JSON holds the per-problem records (bootstrap over problems) and their means. The probe uses
-the preset's rollout sampling settings; the IB-Score switches (``pi_mode``, ``zero_parent``) and
-β come from ``probe`` / its sampler, defaults as METHOD.md.
+the preset's rollout sampling settings; β and the IB-Score switches (``pi_mode``, ``zero_parent``) are
+``probe.ib`` (one :class:`~ibtpo.ib_score.IBParams`, shared by the probe's IBTree sampler and the
+scores; defaults as METHOD.md: ``length_norm``).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..data.problems import load_problems
 from ..grader import Grader
-from ..ib_score import cov_eta, ib_score, non_leaf_nodes
-from ..registry import SAMPLERS, get
+from ..ib_score import IBParams, cov_eta, ib_score, non_leaf_nodes
+from ..registry import build_sampler
 from ..rollout.context import RolloutContext
 from ..rollout.tree import Tree
 from .train import make_backend, rollout_sampling
@@ -41,23 +42,23 @@ SUMMARY_KEYS = ("ib_score", "cov_eta", "ib_score_all", "cov_eta_all", "root_ib",
                 "effective", "avg_rate", "tokens", "n_branching")
 
 
-def tree_record(tree: Tree, beta: float = 5.0, pi_mode: str = "sibling", zero_parent: str = "ratio") -> dict:
+def tree_record(tree: Tree, ib: IBParams = IBParams()) -> dict:
     """The probe's statistics of one finished tree (see the module docstring)."""
     inner = non_leaf_nodes(tree)
-    ib = {n: ib_score(tree, n, beta, pi_mode, zero_parent) for n in inner}
-    cov = {n: cov_eta(tree, n, beta, pi_mode, zero_parent) for n in inner}
+    scores = {n: ib_score(tree, n, ib) for n in inner}
+    cov = {n: cov_eta(tree, n, ib) for n in inner}
     branching = [n for n in inner if len(tree.nodes[n].children) >= 2] or [0]
     ent = [e for node in tree.nodes[1:] for e in node.entropies]
     rewards = tree.rewards()
     return {
         "id": tree.problem["id"],
-        "ib_score": float(np.mean([ib[n] for n in branching])),
+        "ib_score": float(np.mean([scores[n] for n in branching])),
         "cov_eta": float(np.mean([cov[n] for n in branching])),
-        "ib_score_all": float(np.mean(list(ib.values()))),
+        "ib_score_all": float(np.mean(list(scores.values()))),
         "cov_eta_all": float(np.mean(list(cov.values()))),
         "n_branching": len(branching),
-        "root_ib": ib_score(tree, 0, beta, pi_mode, zero_parent),
-        "root_cov": cov_eta(tree, 0, beta, pi_mode, zero_parent),
+        "root_ib": scores[0],
+        "root_cov": cov[0],
         "entropy": float(np.mean(ent)) if ent else float("nan"),
         "effective": float(len(set(rewards)) > 1),
         "avg_rate": float(np.mean(rewards)),
@@ -80,9 +81,8 @@ def probe_problems(cfg: dict, bench_dir: str | Path) -> list[dict]:
 def run(cfg: dict, checkpoint: str | Path, bench_dir: str | Path, out_json: str | Path, batch: int = 16) -> dict:
     pr = cfg["probe"]
     problems = probe_problems(cfg, bench_dir)
-    spec = {k: v for k, v in pr["sampler"].items() if k != "name"}
-    beta = float(spec.get("beta", 5.0))
-    sampler = get(SAMPLERS, "sampler", pr["sampler"]["name"])(**spec)
+    ib = IBParams.of(pr.get("ib"))
+    sampler = build_sampler(pr["sampler"], ib)
     tok = AutoTokenizer.from_pretrained(str(checkpoint))
     model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32).to(cfg["device"]).eval()
     trees = []
@@ -91,7 +91,7 @@ def run(cfg: dict, checkpoint: str | Path, bench_dir: str | Path, out_json: str 
         for i in range(0, len(problems), batch):
             trees += sampler.sample(problems[i:i + batch], ctx, seed=pr["seed"] + i)
             print(f"[probe] {min(i + batch, len(problems))}/{len(problems)} problems", flush=True)
-    records = [tree_record(t, beta, pr["pi_mode"], pr["zero_parent"]) for t in trees]
+    records = [tree_record(t, ib) for t in trees]
     out = {"checkpoint": str(checkpoint), "probe": pr, "problem_ids": [p["id"] for p in problems],
            "summary": summarize(records), "problems": records}
     Path(out_json).parent.mkdir(parents=True, exist_ok=True)

@@ -19,17 +19,20 @@ continuation rounds of a step, ~3% of an IB-TPO training step; keeping every nod
 alive across rounds would save at most that, at the cost of holding and re-indexing per-node
 caches, so the backend re-encodes. vLLM's prefix caching reuses prefixes at scale.
 
+``ib`` holds beta, the step-probability normalisation ``pi_mode`` (default ``length_norm``, METHOD.md
+§1: under ``sibling`` every single-child node scores ``-(1+beta)/beta`` and IBTree forks at the root)
+and the zero-parent rule: one :class:`~ibtpo.ib_score.IBParams`, the same the method's advantage uses.
 ``selection: random`` (uniform over non-leaf nodes, seeded) gives the random-tree baseline on the
 same code.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..ib_score import PI_MODES, ZERO_PARENT, ib_score, non_leaf_nodes
+from ..ib_score import IBParams, ib_score, non_leaf_nodes
 from ..registry import register_sampler
 from .context import RolloutContext
 from .tree import Tree
@@ -37,8 +40,8 @@ from .tree import Tree
 SELECTIONS = ("ib", "random")
 
 
-def pick_nodes(tree: Tree, k: int, rng: np.random.Generator, selection: str = "ib", beta: float = 5.0,
-               pi_mode: str = "sibling", zero_parent: str = "ratio", budget: int | None = None) -> list[int]:
+def pick_nodes(tree: Tree, k: int, rng: np.random.Generator, selection: str = "ib", ib: IBParams = IBParams(),
+               budget: int | None = None) -> list[int]:
     """The top-``k`` non-leaf nodes by IB-Score (or ``k`` uniformly random ones); ties by ``rng``.
 
     With ``budget``, nodes whose prefix already uses the whole token budget are not candidates."""
@@ -50,7 +53,7 @@ def pick_nodes(tree: Tree, k: int, rng: np.random.Generator, selection: str = "i
     if selection == "random":
         order = np.argsort(noise)
     elif selection == "ib":
-        scores = np.array([ib_score(tree, n, beta, pi_mode, zero_parent) for n in cands])
+        scores = np.array([ib_score(tree, n, ib) for n in cands])
         order = np.lexsort((noise, -scores))  # by score descending, then by random tie-break
     else:
         raise ValueError(f"unknown node selection {selection!r}; allowed: {list(SELECTIONS)}")
@@ -64,19 +67,14 @@ class IBTreeSampler:
     L: int = 9
     K: int = 1
     B: int = 1
-    beta: float = 5.0
-    pi_mode: str = "sibling"
-    zero_parent: str = "ratio"
     selection: str = "ib"
+    ib: IBParams = field(default_factory=IBParams)  # the method's IB parameters (config method_defs.<m>.ib)
 
     def __post_init__(self):
         for name in ("B0", "L", "K", "B"):
             if getattr(self, name) < 1:
                 raise ValueError(f"sampler.{name} must be >= 1 (got {getattr(self, name)})")
-        if self.pi_mode not in PI_MODES:
-            raise ValueError(f"sampler.pi_mode: {self.pi_mode!r}; allowed: {list(PI_MODES)}")
-        if self.zero_parent not in ZERO_PARENT:
-            raise ValueError(f"sampler.zero_parent: {self.zero_parent!r}; allowed: {list(ZERO_PARENT)}")
+        self.ib = IBParams.of(self.ib)
         if self.selection not in SELECTIONS:
             raise ValueError(f"sampler.selection: {self.selection!r}; allowed: {list(SELECTIONS)}")
 
@@ -90,8 +88,7 @@ class IBTreeSampler:
         self._expand(ctx, [(t, 0) for t in trees], self.B0, seed)
         budget = ctx.params.max_new_tokens
         for rnd in range(2, self.L + 1):
-            picks = [(t, n) for t in trees for n in pick_nodes(t, self.K, rng, self.selection, self.beta,
-                                                               self.pi_mode, self.zero_parent, budget)]
+            picks = [(t, n) for t in trees for n in pick_nodes(t, self.K, rng, self.selection, self.ib, budget)]
             self._expand(ctx, picks, self.B, seed + rnd)
         return trees
 
@@ -99,6 +96,9 @@ class IBTreeSampler:
     def _expand(ctx: RolloutContext, picks: list[tuple[Tree, int]], n: int, seed: int) -> None:
         if not picks:
             return
+        for t, node in picks:  # a fork: a node that already has a continuation (not round 1's root)
+            if t.nodes[node].children:
+                t.record_fork(node)
         prefixes = [t.prefix_ids(node) for t, node in picks]
         used = [len(p) - len(t.prompt_ids) for p, (t, _) in zip(prefixes, picks)]
         outs = ctx.backend.generate(prefixes, n, ctx.params, seed=seed,

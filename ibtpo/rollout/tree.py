@@ -9,6 +9,13 @@ Node statistics live on the tree: ``n_leaves`` and ``n_correct`` of every node's
 ``p_hat(s) = n_correct(s) / n_leaves(s)`` (the fraction of correct leaves below ``s``; for a
 leaf its reward). Token accounting: a node's tokens are generated once, however many
 trajectories pass through it, so ``generated_tokens`` counts a shared prefix once.
+
+Forks: a sampler that continues a node which already has a continuation (IBTree / random tree
+rounds 2..L, an EPTree fork) calls :meth:`Tree.record_fork` once per such pick, before the new
+continuations are added, whatever their number (``B`` or ``T``). Round 1's root chains and
+independent chains continue nothing and record none. A :class:`Fork` stores numbers measured at
+that moment, so later surgery (EPTree splits nodes in place) does not change it.
+:mod:`ibtpo.analysis.forks` turns ``tree.forks`` into statistics.
 """
 
 from __future__ import annotations
@@ -43,6 +50,19 @@ class TreeNode:
         return self.logprob_sum / len(self.logprobs) if self.logprobs else 0.0
 
 
+@dataclass(frozen=True)
+class Fork:
+    """One expansion from an existing node, measured when the node was picked.
+
+    ``prefix_tokens``: generated tokens on the path to ``node`` inclusive (0 at the root), i.e. the
+    tokens before the fork point; ``response_tokens``: mean generated length (root to leaf) of the
+    responses then under ``node``, the responses the expansion branches from."""
+
+    node: int
+    prefix_tokens: int
+    response_tokens: float
+
+
 class Tree:
     """A reasoning tree for one problem."""
 
@@ -50,6 +70,7 @@ class Tree:
         self.problem = problem
         self.prompt_ids = list(prompt_ids)
         self.nodes: list[TreeNode] = [TreeNode(id=0, parent=None, text=prompt_text)]
+        self.forks: list[Fork] = []  # one per expansion from an existing node, in sampling order
 
     @property
     def root(self) -> TreeNode:
@@ -61,6 +82,21 @@ class Tree:
         self.nodes.append(node)
         self.nodes[parent].children.append(node.id)
         return node.id
+
+    def record_fork(self, node: int) -> Fork:
+        """Record that new continuations of ``node``'s prefix are about to be sampled (see the
+        module docstring); call it before adding them."""
+        prefix = sum(len(self.nodes[n].token_ids) for n in self.path(node))
+        lengths, stack = [], [(node, prefix)]
+        while stack:  # the generated length of every leaf under node
+            n, used = stack.pop()
+            kids = self.nodes[n].children
+            if not kids and n != 0:
+                lengths.append(used)
+            stack.extend((c, used + len(self.nodes[c].token_ids)) for c in kids)
+        fork = Fork(node, prefix, sum(lengths) / len(lengths) if lengths else float(prefix))
+        self.forks.append(fork)
+        return fork
 
     def set_reward(self, leaf: int, reward: float, finish_reason: str | None = None) -> None:
         """Grade a leaf and update the leaf and correct counts of all its ancestors."""

@@ -114,18 +114,20 @@ def figure_inputs(methods):
 
 
 FIG_METHODS = ALL_METHODS if CFG["run_ablations"] else METHODS
-FIGURES = [f"{R}/figures/{n}.{e}" for n in ("dynamics_step", "dynamics_tokens", "training_curves") for e in ("png", "svg")]
+FIGURES = [f"{R}/figures/{n}.{e}" for n in ("dynamics_step", "dynamics_tokens", "training_curves", "fork_position") for e in ("png", "svg")]
 
 
 rule figures:
     """Accuracy, entropy, Eff-Rate, IB-Score and Cov(η1,η2) against step and against cumulative
-    generated tokens, one line per method with a seed band; the per-step training log."""
+    generated tokens, one line per method with a seed band; the per-step training log; where the
+    tree methods fork (fork position and root share against step)."""
     input:
         figure_inputs(FIG_METHODS),
     output:
         png_step=report(f"{R}/figures/dynamics_step.png", caption=f"{REPORT}/dynamics.rst", category="Figures"),
         png_tokens=report(f"{R}/figures/dynamics_tokens.png", caption=f"{REPORT}/dynamics.rst", category="Figures"),
         png_train=report(f"{R}/figures/training_curves.png", caption=f"{REPORT}/training.rst", category="Figures"),
+        png_forks=report(f"{R}/figures/fork_position.png", caption=f"{REPORT}/forks.rst", category="Figures"),
         svg=[f for f in FIGURES if f.endswith(".svg")],
         csv=f"{R}/figures/dynamics.csv",
     params:
