@@ -32,6 +32,14 @@ BENCH = CFG["evaluation"]["benchmarks"]
 THREADS = CFG["threads_per_job"]
 BUILD_BASE = CFG["policy"]["base"] == "build"
 BASE = f"{R}/base" if BUILD_BASE else CFG["policy"]["base"]
+# policy.base_models: k > 1 base models (SFT seeds sft.seed + i); RL seed j trains from base j mod k
+N_BASES = CFG["policy"].get("base_models", 1) if BUILD_BASE else 1
+BASES = [BASE] + [f"{R}/base_{i}" for i in range(1, N_BASES)]
+BASE_EVALS = ["base"] + [f"base_{i}" for i in range(1, N_BASES)]  # eval/<name>/step_0/ of each base
+
+
+def base_index(seed):
+    return SEEDS.index(int(seed)) % N_BASES
 
 # The resolved config every job reads; rewritten only when it changes (keeps reruns no-ops).
 Path(R).mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("build-base", help="tokenizer + tiny Llama + supervised warm-up")
     p.add_argument("--sft-data", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--index", type=int, default=0,
+                   help="base model i of policy.base_models: SFT seed policy.sft.seed + i (default 0)")
     p = sub.add_parser("train", help="train one method/seed (resumes from its last checkpoint)")
     p.add_argument("--method", required=True)
     p.add_argument("--seed", type=int, required=True)
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.job == "build-base":
         from .jobs import build_base
 
-        print(f"[build-base] wrote {build_base.run(cfg, args.sft_data, args.out)}")
+        print(f"[build-base] wrote {build_base.run(cfg, args.sft_data, args.out, args.index)}")
     elif args.job == "train":
         from . import checkpoint
         from .jobs import train

@@ -184,6 +184,13 @@ def validate(cfg: dict, origin: str = "<config>") -> dict:
                         f"({ro['max_new_tokens']})")
     if cfg["policy"]["base"] == "build" and "sft" not in cfg["data"]:
         problems.append("data.sft: required when policy.base is 'build' (the supervised warm-up data)")
+    k = cfg["policy"].get("base_models", 1)
+    if k > 1 and cfg["policy"]["base"] != "build":
+        problems.append(f"policy.base_models: {k} base models need policy.base 'build' (SFT seeds); "
+                        f"{cfg['policy']['base']!r} is one given model")
+    elif k > len(cfg["seeds"]):
+        problems.append(f"policy.base_models: {k} exceeds the number of seeds ({len(cfg['seeds'])}); "
+                        "RL seed j starts from base j mod k, so each base needs a seed")
     for where, ds in [("data.train", cfg["data"]["train"])] + [(f"data.benchmarks.{k}", v) for k, v in cfg["data"]["benchmarks"].items()]:
         if ds["source"] == "arithmetic" and "n" not in ds:
             problems.append(f"{where}.n: required for source 'arithmetic'")

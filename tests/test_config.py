@@ -32,7 +32,7 @@ def test_presets_validate():
         assert cfg["preset"] == name
     smoke = load_config("smoke")
     assert smoke["method_defs"]["grpo"]["sampler"] == {"name": "chains", "G": 4}  # deep-merged over tiny
-    assert smoke["evaluation"]["benchmarks"] == ["arith_id", "arith_ops5", "arith_wide"]
+    assert smoke["evaluation"]["benchmarks"] == ["arith_ops2", "arith_ops3", "arith_ops4", "arith_wide"]
 
 
 @pytest.mark.parametrize("path,value,message", [
@@ -43,7 +43,7 @@ def test_presets_validate():
     (("train", "steps"), "20", r"train.steps: '20' is not of type 'integer'"),
     (("train", "steps"), 0, r"train.steps: 0 is less than the minimum of 1"),
     (("train", "checkpoint_every"), 4, r"train.checkpoint_every: 4 must divide train.steps \(30\)"),
-    (("evaluation", "benchmarks"), ["arith_id", "gsm8k"], r"evaluation.benchmarks: 'gsm8k' is not defined under data.benchmarks"),
+    (("evaluation", "benchmarks"), ["arith_ops3", "gsm8k"], r"evaluation.benchmarks: 'gsm8k' is not defined under data.benchmarks"),
     (("evaluation", "pass_at"), [1, 8], r"evaluation.pass_at: 8 exceeds evaluation.k \(4\)"),
     (("method_defs", "grpo", "loss", "aggregation"), "sum", r"aggregation: 'sum' is not one of \['token-mean'"),
     (("rollout", "temperature"), 0, r"rollout.temperature: 0 is less than or equal to the minimum of 0"),

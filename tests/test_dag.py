@@ -65,6 +65,24 @@ def test_dry_run_default_target_probes_every_checkpoint_and_table2_trains_the_ab
     assert c["train"] == len(cfg["ablations"]) * len(cfg["seeds"]) and c["table2"] == 1
 
 
+def test_base_models_switch_trains_each_seed_from_its_own_base(workdir):
+    """policy.base_models = 2: two SFT bases, RL seed j from base j mod 2, every base evaluated (the base
+    row of the tables then has one file per base)."""
+    conf = workdir / "bases.yaml"
+    conf.write_text("extends: smoke\nseeds: [0, 1, 2]\npolicy:\n  base_models: 2\n")
+    r = snakemake(workdir, "-n", "-p", "--cores", "2", "results/table1.csv", "--configfile", str(conf))
+    assert r.returncode == 0, r.stderr + r.stdout
+    out = r.stdout + r.stderr
+    c = _job_counts(out)
+    assert c["build_base"] == c["build_base_extra"] == c["evaluate_base_extra"] == 1
+    assert "build-base --index 1" in out
+    for seed, base in ((0, "base"), (1, "base_1"), (2, "base")):
+        assert f"--seed {seed} --base results/smoke/{base} " in out, (seed, base)
+    conf.write_text("extends: smoke\nseeds: [0]\npolicy:\n  base_models: 2\n")
+    r = snakemake(workdir, "-n", "--cores", "2", "results/table1.csv", "--configfile", str(conf))
+    assert r.returncode != 0 and "policy.base_models: 2 exceeds the number of seeds (1)" in r.stdout + r.stderr
+
+
 def test_bad_config_fails_before_any_job(workdir):
     r = snakemake(workdir, "-n", "--cores", "2", "results/table1.csv", "--config", "preset=smoke", "seeds=[]")
     assert r.returncode != 0
@@ -95,8 +113,8 @@ def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
     assert rep.returncode == 0, (rep.stdout + rep.stderr)[-3000:]
     assert (workdir / "results" / "report.html").stat().st_size > 100_000
     df = pd.read_csv(workdir / "results" / "table1.csv")
-    assert list(df["method"]) == ["base", "grpo", "ibtpo", "ibtpo-grpo"]  # + the difference row
-    for col in ("arith_id", "arith_ops5", "arith_wide", "Avg"):
+    assert list(df["method"]) == ["base", "grpo", "ibtpo", "ibtpo-grpo", "grpo-base"]  # + the difference rows
+    for col in ("arith_ops2", "arith_ops3", "arith_ops4", "arith_wide", "Avg"):
         assert df[df["kind"] == "method"][col].between(0, 100).all()
     md = (workdir / "results" / "table1.md").read_text()
     assert "| GRPO |" in md and "| IB-TPO |" in md and "Base model" in md
@@ -105,7 +123,7 @@ def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
         assert (run / f).exists(), f
     evals = sorted(p.relative_to(workdir / "results" / "smoke" / "eval").as_posix()
                    for p in (workdir / "results" / "smoke" / "eval").rglob("step_*/*.json"))
-    assert len(evals) == 3 * (1 + 2 * 2)  # base + 2 methods x steps 2 and 4, three benchmarks each
+    assert len(evals) == 4 * (2 + 2 * 2)  # base (eval seeds 0, 1) + 2 methods x steps 2 and 4, four benchmarks each
     again = snakemake(workdir, "--cores", "2", "--config", "preset=smoke")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -69,7 +69,8 @@ def test_paper_presets_carry_the_reported_setup(preset):
     assert all(d["loss"]["kl_coef"] == 0.001 for d in md.values())
     assert md["treerl"]["advantage"]["name"] == "treerl"
     assert {"grpo", "treerl", "ibtpo"} <= set(cfg["methods"])
-    assert set(cfg["ablations"]) == {"grpo", "grpo_ibtree", "grpo_ibadv", "randtree_ibadv", "eptree_ibadv", "ibtpo"}
+    assert set(cfg["ablations"]) == {"grpo", "grpo_g12", "grpo_ibtree", "grpo_ibadv", "randtree_ibadv", "eptree_ibadv", "ibtpo"}
+    assert md["grpo_g12"]["sampler"] == {"name": "chains", "G": 12}  # equal trajectories to IBTree (4,9,1,1)
     # the method definitions mirror the tiny preset's (same names, same components up to sizes)
     tiny = load_config("tiny")["method_defs"]
     assert set(md) == set(tiny)

@@ -1,4 +1,4 @@
-"""What reviewers read: bootstrap intervals, the claims verdict rule, result tables, the probe and
+"""What reviewers read: the claims verdict rule, result tables, the probe and
 the figures. Expected values are computed here from the definitions, not by the code under test."""
 
 import json
@@ -7,54 +7,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.optimize
 import scipy.stats
 
-from ibtpo.analysis.bootstrap import bootstrap_diff, bootstrap_mean
 from ibtpo.analysis.claims import INCONCLUSIVE, NOT_MEASURED, NOT_SUPPORTED, SUPPORTED, combine, verdict
 from ibtpo.rollout.tree import Tree
-
-
-# ----------------------------------------------------------------------------------- bootstrap
-def test_bootstrap_constant_sample_is_a_point():
-    ci = bootstrap_mean([np.full((3, 50), 0.25)], n_resamples=500)
-    assert ci.mean == ci.lo == ci.hi == 0.25
-
-
-def test_bootstrap_seed_resampling_known_distribution():
-    # seed 0 got every problem wrong, seed 1 every problem right: resampling the two seeds gives
-    # stat 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4, so the 95% interval is [0, 1].
-    X = np.array([[0.0] * 20, [1.0] * 20])
-    ci = bootstrap_mean([X], n_resamples=4000, seed=1)
-    assert ci.mean == 0.5 and ci.lo == 0.0 and ci.hi == 1.0
-
-
-def test_bootstrap_one_seed_matches_scipy_and_the_normal_approximation():
-    rng = np.random.default_rng(0)
-    x = rng.binomial(1, 0.3, size=400).astype(float)
-    ours = bootstrap_mean([x[None, :]], n_resamples=4000, seed=3)
-    ref = scipy.stats.bootstrap((x,), np.mean, n_resamples=4000, method="percentile", random_state=3).confidence_interval
-    half = 1.96 * x.std(ddof=1) / math.sqrt(len(x))
-    assert abs(ours.lo - ref.low) < 0.01 and abs(ours.hi - ref.high) < 0.01
-    assert abs((ours.hi - ours.lo) / 2 - half) < 0.15 * half
-
-
-def test_bootstrap_mean_over_benchmarks():
-    a, b = np.full((2, 10), 0.2), np.full((2, 30), 0.6)
-    assert bootstrap_mean([a, b], n_resamples=200).mean == pytest.approx(0.4)  # mean of benchmark means
-
-
-def test_paired_difference_of_a_constant_shift_is_exact():
-    rng = np.random.default_rng(1)
-    a = rng.random((1, 80))
-    ci = bootstrap_diff([a + 0.1], [a], n_resamples=1000)
-    assert ci.mean == pytest.approx(0.1) and ci.lo == pytest.approx(0.1) and ci.hi == pytest.approx(0.1)
-
-
-def test_difference_of_identical_methods_contains_zero():
-    rng = np.random.default_rng(2)
-    a = rng.binomial(1, 0.5, size=(3, 100)).astype(float)
-    ci = bootstrap_diff([a], [a[::-1]], n_resamples=2000)
-    assert ci.lo < 0 < ci.hi
 
 
 # ---------------------------------------------------------------------------------- verdict rule
@@ -97,15 +54,64 @@ def test_method_table_means_stds_and_difference(tmp_path):
     # method a: seeds score 50% and 100% on bench x (2 problems, k=2); method b: 0% and 50%
     a = [_eval_file(tmp_path / "a0.json", [[1, 0], [0, 1]]), _eval_file(tmp_path / "a1.json", [[1, 1], [1, 1]])]
     b = [_eval_file(tmp_path / "b0.json", [[0, 0], [0, 0]]), _eval_file(tmp_path / "b1.json", [[1, 0], [1, 0]])]
-    df = method_table({"a": {"x": a}, "b": {"x": b}}, ["x"], {"a": "A", "b": "B"}, diffs=[("a", "b")], n_boot=300)
+    df = method_table({"a": {"x": a}, "b": {"x": b}}, ["x"], {"a": "A", "b": "B"}, diffs=[("a", "b")])
     ra, rb, rd = (df[df["method"] == m].iloc[0] for m in ("a", "b", "a-b"))
     assert ra["x"] == 75.0 and ra["x_std"] == pytest.approx(round(np.std([50, 100], ddof=1), 2))
     assert rb["x"] == 25.0 and rd["x"] == 50.0 and rd["kind"] == "difference"
-    assert ra["Avg"] == ra["x"] and 0 <= ra["x_lo"] <= 75 <= ra["x_hi"] <= 100
+    # two seeds (50, 100), every problem alike: SE = 25 points with 1 df, 75 ± 12.7·25 is clipped to [0, 100]
+    assert ra["Avg"] == ra["x"] and ra["x_lo"] == 0.0 and ra["x_hi"] == 100.0
+    # a − b: seed terms var(50, 100)/2 = 625 and var(0, 50)/2 = 625 points² (the paired problem term is 0),
+    # Welch df 1250² / (625²/1 + 625²/1) = 2
+    se, t = math.sqrt(625 + 625), scipy.stats.t.ppf
+    assert rd["x_mde"] == pytest.approx((t(0.975, 2) + t(0.80, 2)) * se, abs=0.006) and pd.isna(ra["x_mde"])
+    assert (rd["x_lo"], rd["x_hi"]) == (-100.0, 100.0)  # 50 ± 4.30·35.4, clipped to the range of a difference
     files = write_all(df, tmp_path / "t", ["x", "Avg"], "T")
     md = files[1].read_text()
     assert "**75.0 ± 35.4" in md and "A − B" in md  # best method bolded, difference row present
     assert r"\textbf{75.0" in files[2].read_text()
+
+
+def test_method_table_intervals_follow_the_formula(tmp_path):
+    """The table's intervals and MDE recomputed from the formula of ``ibtpo.analysis.intervals``
+    (scipy for t quantiles, Welch's df and the one-sample t interval)."""
+    from ibtpo.analysis.results import method_table
+
+    rng = np.random.default_rng(5)
+    k, P = 4, 30
+    correct = {"a": rng.binomial(1, 0.6, size=(3, P, k)), "b": rng.binomial(1, 0.4, size=(3, P, k)),
+               "base": rng.binomial(1, 0.3, size=(1, P, k))}
+    rows = {m: {"x": [_eval_file(tmp_path / f"{m}{s}.json", c[s].tolist(), k) for s in range(len(c))]}
+            for m, c in correct.items()}
+    df = method_table(rows, ["x"], {}, diffs=[("a", "b")])
+    r = {m: df[df["method"] == m].iloc[0] for m in ("a", "b", "base", "a-b")}
+    X = {m: 100 * c.mean(axis=2) for m, c in correct.items()}  # (seeds, problems), points
+    A, B, t = X["a"], X["b"], scipy.stats.t.ppf
+    close = dict(abs=0.006)  # the table rounds to 2 decimals
+
+    # one method: seed term var_s(seed means)/3 with 2 df, problem term var_p(problem means)/30 with 29 df,
+    # half-width sqrt(t_2² v_seed + t_29² v_prob)
+    v_seed, v_prob = np.var(A.mean(1), ddof=1) / 3, np.var(A.mean(0), ddof=1) / P
+    half = math.sqrt(t(0.975, 2) ** 2 * v_seed + t(0.975, P - 1) ** 2 * v_prob)
+    assert (r["a"]["x_lo"], r["a"]["x_hi"]) == (pytest.approx(A.mean() - half, **close),
+                                                pytest.approx(A.mean() + half, **close))
+    # the base model is not seed-varied: the one-sample t interval over its problems
+    ci = scipy.stats.ttest_1samp(X["base"][0], 0.0).confidence_interval(0.95)
+    assert (r["base"]["x_lo"], r["base"]["x_hi"]) == (pytest.approx(ci.low, **close), pytest.approx(ci.high, **close))
+
+    # a − b: the seed terms of both (independent runs) with Welch's df, the paired problem term with 29 df
+    va, vb = np.var(A.mean(1), ddof=1) / 3, np.var(B.mean(1), ddof=1) / 3
+    df_seed = scipy.stats.ttest_ind(A.mean(1), B.mean(1), equal_var=False).df  # (va + vb)² / (va²/2 + vb²/2)
+    assert df_seed == pytest.approx((va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2))
+    v_prob = np.var(A.mean(0) - B.mean(0), ddof=1) / P
+    half = math.sqrt(t(0.975, df_seed) ** 2 * (va + vb) + t(0.975, P - 1) ** 2 * v_prob)
+    se = math.sqrt(va + vb + v_prob)
+    df_eff = scipy.optimize.brentq(lambda d: t(0.975, d) - half / se, 1, 1e6)  # t_{df} = half / se
+    mean = A.mean() - B.mean()
+    assert r["a-b"]["x"] == pytest.approx(mean, **close)
+    assert (r["a-b"]["x_lo"], r["a-b"]["x_hi"]) == (pytest.approx(mean - half, **close),
+                                                    pytest.approx(mean + half, **close))
+    assert r["a-b"]["x_mde"] == pytest.approx(half + t(0.80, df_eff) * se, **close)
+    assert r["a-b"]["Avg_mde"] == r["a-b"]["x_mde"]
 
 
 def test_paper_side_by_side_keeps_missing_cells_empty(tmp_path):
@@ -180,7 +186,7 @@ def test_probe_is_the_same_for_every_method(tmp_path, tok):
     ck = tmp_path / "ck"
     build_tiny_llama(tok, n_layer=1, d_model=32, n_head=2, d_mlp=64, seed=0).save_pretrained(ck)
     tok.save_pretrained(ck)
-    write_jsonl(tmp_path / "bench" / "arith_id.jsonl",
+    write_jsonl(tmp_path / "bench" / "arith_ops3.jsonl",
                 [{"id": f"q{i}", "problem": f"Compute {i}+1.", "answer": str(i + 1)} for i in range(10)])
     outs = [probe.run(cfg, ck, tmp_path / "bench", tmp_path / f"{m}.json") for m in ("grpo", "ibtpo")]
     assert outs[0]["problem_ids"] == [f"q{i}" for i in range(cfg["probe"]["n_problems"])]

@@ -1,8 +1,9 @@
 """The verdict rule of the claims report: a claim, its reproduced interval, and what follows.
 
 Every claim is stated as a quantity with a direction, and the evidence is a confidence interval
-``[lo, hi]`` (bootstrap over problems × seeds, ``ibtpo.analysis.bootstrap``). The rule, fixed before
-looking at any number and printed in the report:
+``[lo, hi]`` (t-intervals over RL seeds, problems and samples, ``ibtpo.analysis.intervals``; a token
+ratio: bootstrap over problems). The rule, fixed before looking at any number and
+printed in the report:
 
 - ``greater`` (e.g. "IB-TPO beats GRPO": the difference is > 0):
   supported if ``lo > 0``; not supported if ``hi < 0``; inconclusive if the CI contains 0.
@@ -13,7 +14,10 @@ looking at any number and printed in the report:
 - ``within [a, b]`` (e.g. "about equal tokens": the ratio lies in [0.95, 1.05]): supported if the
   CI lies inside ``[a, b]``; not supported if it lies entirely outside; inconclusive otherwise.
 - ``all_of``: a conjunction of sub-claims is supported if all are, not supported if any is not,
-  inconclusive otherwise.
+  inconclusive otherwise. An accuracy comparison whose methods generated different numbers of tokens is
+  judged at equal optimizer steps *and* at equal generated tokens, and combined this way.
+- a trained method with a single seed has no estimable seed term: its comparisons are at most
+  inconclusive.
 - no evidence at this preset (the method or table was not run): ``not measured at this preset``.
 """
 
@@ -52,3 +56,12 @@ def combine(verdicts: list[str]) -> str:
     if any(v == NOT_SUPPORTED for v in verdicts):
         return NOT_SUPPORTED
     return SUPPORTED if all(v == SUPPORTED for v in verdicts) else INCONCLUSIVE
+
+
+def judge(est, direction: str = "greater", margin: float = 0.0, bounds: tuple[float, float] | None = None) -> str:
+    """The verdict of an estimate (``lo``, ``hi``, ``seed_term_ok``; None: not measured). One whose seed
+    term could not be estimated (one seed of a trained method) is never more than inconclusive."""
+    if est is None:
+        return NOT_MEASURED
+    v = verdict(est.lo, est.hi, direction, margin, bounds)
+    return v if getattr(est, "seed_term_ok", True) else INCONCLUSIVE

@@ -1,4 +1,4 @@
-"""Method × benchmark result tables with seeds, bootstrap intervals and the paper side by side.
+"""Method × benchmark result tables with seeds, t-based intervals and the paper side by side.
 
 Inputs are evaluation files (one per run and benchmark, ``ibtpo/eval/run.py``) holding per-problem
 records. Per method and benchmark a cell matrix ``X[s, p]`` = fraction of problem p's k samples that
@@ -7,11 +7,14 @@ run s got right (so ``mean X`` = avg@k). The wide table (one row per method) has
 
     b          mean over seeds of avg@k (%)
     b_std      sample std over seeds (empty with one seed)
-    b_lo/b_hi  95% bootstrap CI over problems × seeds (``ibtpo.analysis.bootstrap``)
+    b_lo/b_hi  95% t-interval over RL seeds, problems and the k samples (``ibtpo.analysis.intervals``,
+               ``SCHEME_TEXT``), clipped to [0, 100]; a trained method with one seed has no seed term
+               in it (``n_seeds`` says so), the base model (``unseeded``) none by construction
 
-plus ``n_seeds``. Difference rows (``A − B``, e.g. IB-TPO − GRPO) carry the paired-bootstrap CI
-of the difference. With ``report.paper_*`` set, ``b_paper`` and ``b_vs_paper`` (ours − paper) sit
-next to each benchmark; a cell the paper did not report stays empty.
+plus ``n_seeds``. Difference rows (``A − B``, e.g. IB-TPO − GRPO) carry the interval of the difference
+(seeds independent, problems paired) and ``b_mde``: the minimum detectable effect at 80% power,
+two-sided 5% (points). With ``report.paper_*`` set, ``b_paper`` and ``b_vs_paper`` (ours − paper)
+sit next to each benchmark; a cell the paper did not report stays empty.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .bootstrap import bootstrap_diff, bootstrap_mean
+from .intervals import estimate, estimate_diff
 
 
 def load_cells(files: list[str | Path]) -> np.ndarray:
@@ -40,9 +43,13 @@ def load_cells(files: list[str | Path]) -> np.ndarray:
 
 
 def method_table(rows: dict[str, dict[str, list]], benchmarks: list[str], labels: dict[str, str],
-                 diffs: list[tuple[str, str]] = (), n_boot: int = 2000, confidence: float = 0.95,
-                 seed: int = 0) -> pd.DataFrame:
-    """``rows[method][benchmark]`` = result files of the method's seeds (same seed order per benchmark)."""
+                 diffs: list[tuple[str, str]] = (), confidence: float = 0.95,
+                 unseeded: tuple[str, ...] = ("base",)) -> pd.DataFrame:
+    """``rows[method][benchmark]`` = result files of the method's seeds (same seed order per benchmark).
+
+    ``unseeded``: methods whose rows are not seeds (one base model; with ``policy.base_models > 1`` the
+    base row's files are the k base models, which are seeds).
+    """
     cells = {m: {b: load_cells(per[b]) for b in benchmarks} for m, per in rows.items()}
     records = []
     for m, per in cells.items():
@@ -51,11 +58,11 @@ def method_table(rows: dict[str, dict[str, list]], benchmarks: list[str], labels
         rec = {"method": m, "label": labels.get(m, m), "kind": "method", "n_seeds": len(vals["Avg"])}
         for name in benchmarks + ["Avg"]:
             groups = [per[name]] if name != "Avg" else [per[b] for b in benchmarks]
-            ci = bootstrap_mean(groups, n_boot, confidence, seed)
+            ci = estimate(groups, confidence, seeded=m not in unseeded, bounds=(0.0, 1.0)).scale(100)
             v = vals[name]
             rec |= {name: round(float(v.mean()), 2),
                     f"{name}_std": round(float(v.std(ddof=1)), 2) if len(v) > 1 else None,
-                    f"{name}_lo": round(100 * ci.lo, 2), f"{name}_hi": round(100 * ci.hi, 2)}
+                    f"{name}_lo": round(ci.lo, 2), f"{name}_hi": round(ci.hi, 2)}
         records.append(rec)
     for a, b in diffs:
         if a not in cells or b not in cells:
@@ -64,9 +71,10 @@ def method_table(rows: dict[str, dict[str, list]], benchmarks: list[str], labels
                "n_seeds": min(cells[a][benchmarks[0]].shape[0], cells[b][benchmarks[0]].shape[0])}
         for name in benchmarks + ["Avg"]:
             bs = [name] if name != "Avg" else benchmarks
-            ci = bootstrap_diff([cells[a][x] for x in bs], [cells[b][x] for x in bs], n_boot, confidence, seed)
-            rec |= {name: round(100 * ci.mean, 2), f"{name}_std": None,
-                    f"{name}_lo": round(100 * ci.lo, 2), f"{name}_hi": round(100 * ci.hi, 2)}
+            ci = estimate_diff([cells[a][x] for x in bs], [cells[b][x] for x in bs], confidence,
+                               seeded_a=a not in unseeded, seeded_b=b not in unseeded, bounds=(-1.0, 1.0)).scale(100)
+            rec |= {name: round(ci.mean, 2), f"{name}_std": None,
+                    f"{name}_lo": round(ci.lo, 2), f"{name}_hi": round(ci.hi, 2), f"{name}_mde": round(ci.mde, 2)}
         records.append(rec)
     return pd.DataFrame.from_records(records)
 
@@ -104,6 +112,8 @@ def _fmt(r, c) -> str:
         s += f" ± {r[f'{c}_std']:.1f}"
     if f"{c}_lo" in r and pd.notna(r[f"{c}_lo"]):
         s += f" [{r[f'{c}_lo']:.1f}, {r[f'{c}_hi']:.1f}]"
+    if f"{c}_mde" in r and pd.notna(r[f"{c}_mde"]):  # difference rows: what the run could have detected
+        s += f" (MDE {r[f'{c}_mde']:.1f})"
     return s
 
 

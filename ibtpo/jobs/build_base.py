@@ -13,12 +13,15 @@ from ..model.tokenizer import build_char_tokenizer
 from ..provenance import provenance
 
 
-def run(cfg: dict, sft_data: str | Path, out_dir: str | Path) -> Path:
+def run(cfg: dict, sft_data: str | Path, out_dir: str | Path, index: int = 0) -> Path:
+    """Base model ``index`` (of ``policy.base_models``): initialisation and SFT batch order seeded with
+    ``policy.sft.seed + index``, so the k base models differ only by their SFT seed."""
     out_dir = Path(out_dir)
     pol = cfg["policy"]
-    tok = build_char_tokenizer()
-    model = build_tiny_llama(tok, **pol.get("arch", {}), seed=pol.get("sft", {}).get("seed", 0))
     sft_cfg = {k: v for k, v in pol.get("sft", {}).items() if k != "threads"}
+    sft_cfg["seed"] = sft_cfg.get("seed", 0) + index
+    tok = build_char_tokenizer()
+    model = build_tiny_llama(tok, **pol.get("arch", {}), seed=sft_cfg["seed"])
     history = sft(model, tok, load_problems(sft_data), cfg["prompt_template"], **sft_cfg)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """Tables 1 and 2: avg@k of each method's final checkpoint per benchmark (``ibtpo.analysis.results``).
 
 Table 1 holds the preset's ``methods`` (plus the base model), Table 2 its ``ablations`` (the paper's
-Table 2 rows). Each cell: mean ± std over seeds and a 95% bootstrap CI over problems × seeds;
-a difference row ``IB-TPO − GRPO`` carries the paired-bootstrap CI of the difference. Written as
+Table 2 rows). Each cell: mean ± std over seeds and a 95% t-interval over seeds, problems and samples
+(``ibtpo.analysis.intervals``); difference rows (``IB-TPO − GRPO``, ``GRPO − base``; in Table 2 each
+ablation − GRPO) carry the interval of the paired difference and its minimum detectable effect. Written as
 ``.csv``, ``.md`` and ``.tex``; with ``report.paper_*`` set, the paper's reported numbers and
 ours − paper sit next to each benchmark.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..analysis.intervals import scheme_text
 from ..analysis.results import add_paper, method_table, write_all
 
 PAPER_FILES = {"table1": "table1.csv", "table2": "table2_ablation.csv"}
@@ -31,9 +33,10 @@ def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1") -> pd.Da
     benchmarks = cfg["evaluation"]["benchmarks"]
     rep = cfg["report"]
     diffs = [("ibtpo", "grpo")] + ([(m, "grpo") for m in rows if m not in ("grpo", "ibtpo", "base")]
-                                   if which == "table2" else [])
-    df = method_table(rows, benchmarks, labels(cfg), diffs=diffs, n_boot=rep["bootstrap"],
-                      confidence=rep["confidence"])
+                                   if which == "table2" else [("grpo", "base")])
+    base_seeded = cfg.get("policy", {}).get("base_models", 1) > 1
+    df = method_table(rows, benchmarks, labels(cfg), diffs=diffs, confidence=rep["confidence"],
+                      unseeded=() if base_seeded else ("base",))
     if rep.get("paper_dir") and rep.get("paper_columns"):
         key, paper_rows = (("method", rep.get("paper_rows", {})) if which == "table1"
                            else ("configuration", TABLE2_PAPER_ROWS))
@@ -45,8 +48,8 @@ def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1") -> pd.Da
     name = "Table 1" if which == "table1" else "Table 2 (ablations)"
     title = (f"{name} ({cfg['preset']} preset): avg@{ev['k']} (%) at the final checkpoint "
              f"(step {cfg['train']['steps']})")
-    notes = (f"Cells: mean ± sample std over seeds [{int(100 * rep['confidence'])}% bootstrap CI over problems × seeds, "
-             f"{rep['bootstrap']} resamples]. Difference rows: paired by problem, seeds resampled independently. "
-             "Avg: per seed the mean over benchmarks. Bold: best method per column.")
+    notes = (f"Cells: mean ± sample std over seeds [CI]. {scheme_text(rep['confidence'])} Difference rows: paired by "
+             "problem, each method's seeds independent; (MDE) = minimum detectable effect. Avg: per seed the mean over "
+             "benchmarks. Bold: best method per column.")
     write_all(df, stem, benchmarks + ["Avg"], title, notes)
     return df

@@ -20,6 +20,47 @@ rule evaluate_base:
         "--bench-dir {R}/data/bench --out-dir {R}/eval/base/step_0 2>&1 | tee {log}"
 
 
+rule evaluate_base_extra:
+    """policy.base_models > 1: base model i at step 0 (eval/base_<i>/step_0)."""
+    input:
+        base=f"{R}/base_{{i}}",
+        bench=expand(f"{R}/data/bench/{{b}}.jsonl", b=BENCH),
+    output:
+        expand(f"{R}/eval/base_{{{{i}}}}/step_0/{{b}}.json", b=BENCH),
+    wildcard_constraints:
+        i=r"[1-9]\d*",
+    params:
+        cfg=EVAL_PARAMS,
+    threads: THREADS
+    log:
+        f"{R}/logs/eval_base_{{i}}.log",
+    resources:
+        **RES("evaluate_base"),
+    shell:
+        "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} evaluate --checkpoint {input.base} "
+        "--bench-dir {R}/data/bench --out-dir {R}/eval/base_{wildcards.i}/step_0 2>&1 | tee {log}"
+
+
+rule evaluate_base_aa:
+    """The claims report's A/A line: the base model again under evaluation seed 1 (must differ from
+    seed 0 by noise only)."""
+    input:
+        base=[BASE] if BUILD_BASE else [],
+        bench=expand(f"{R}/data/bench/{{b}}.jsonl", b=BENCH),
+    output:
+        expand(f"{R}/eval/base_evalseed1/step_0/{{b}}.json", b=BENCH),
+    params:
+        cfg=EVAL_PARAMS,
+    threads: THREADS
+    log:
+        f"{R}/logs/eval_base_evalseed1.log",
+    resources:
+        **RES("evaluate_base"),
+    shell:
+        "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} evaluate --checkpoint {BASE} --seed 1 "
+        "--bench-dir {R}/data/bench --out-dir {R}/eval/base_evalseed1/step_0 2>&1 | tee {log}"
+
+
 rule evaluate:
     """Every checkpoint of every run, on every benchmark of the preset (one lm-eval call)."""
     input:
@@ -43,7 +84,7 @@ rule evaluate:
 rule evaluate_all:
     """Every checkpoint (not only the final one) of every run."""
     input:
-        expand(f"{R}/eval/base/step_0/{{b}}.json", b=BENCH),
+        expand(f"{R}/eval/{{base}}/step_0/{{b}}.json", base=BASE_EVALS, b=BENCH),
         expand(f"{R}/eval/{{method}}/seed{{seed}}/step_{{step}}/{{b}}.json",
                method=METHODS, seed=SEEDS, step=STEPS, b=BENCH),
     output:

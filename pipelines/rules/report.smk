@@ -5,7 +5,8 @@ TABLE_PARAMS = section("evaluation", "report", "method_defs", "train")
 
 
 def final_rows(methods, with_base=True):
-    rows = {"base": {b: [f"{R}/eval/base/step_0/{b}.json"] for b in BENCH}} if with_base else {}
+    """Result files per method and benchmark, one per seed (the base row: one per base model)."""
+    rows = {"base": {b: [f"{R}/eval/{e}/step_0/{b}.json" for e in BASE_EVALS] for b in BENCH}} if with_base else {}
     for m in methods:
         rows[m] = {b: [f"{R}/eval/{m}/seed{s}/step_{FINAL}/{b}.json" for s in SEEDS] for b in BENCH}
     return rows
@@ -142,9 +143,21 @@ rule figures:
                     f"{PRESET} preset")
 
 
+def claims_curves(methods):
+    """Per method and seed: its metrics.jsonl (cumulative tokens), every checkpoint's evaluation files,
+    and its own base model's (step 0), for the equal-token comparisons."""
+    return {m: {s: {"metrics": f"{R}/runs/{m}/seed{s}/metrics.jsonl",
+                    "base": {b: f"{R}/eval/{BASE_EVALS[base_index(s)]}/step_0/{b}.json" for b in BENCH},
+                    "steps": {st: {b: f"{R}/eval/{m}/seed{s}/step_{st}/{b}.json" for b in BENCH} for st in STEPS}}
+                for s in SEEDS} for m in methods}
+
+
 def claims_manifest():
     methods = FIG_METHODS
     return {"rows": final_rows(methods, with_base=False),
+            "base": final_rows([])["base"], "base_seeded": N_BASES > 1,
+            "base_aa": {b: [f"{R}/eval/base_evalseed1/step_0/{b}.json"] for b in BENCH},
+            "curves": claims_curves(methods),
             "probes": {m: [f"{R}/probe/{m}/seed{s}/step_{FINAL}.json" for s in SEEDS] for m in methods},
             "table3_details": f"{R}/table3_problems.json", "trained_label": TABLE3_LABEL,
             "figures": {n: f"{PRESET}/figures/{n}.png" for n in ("dynamics_step", "dynamics_tokens")},
@@ -154,7 +167,11 @@ def claims_manifest():
 rule claims:
     """Each claim of the paper with the reproduced evidence, its interval and a verdict."""
     input:
-        rows=files_of(final_rows(FIG_METHODS, with_base=False)),
+        rows=files_of(final_rows(FIG_METHODS)),
+        aa=expand(f"{R}/eval/base_evalseed1/step_0/{{b}}.json", b=BENCH),
+        curves=[f for seeds in claims_curves(FIG_METHODS).values() for r in seeds.values()
+                for st in r["steps"].values() for f in st.values()],
+        markers=expand(f"{R}/runs/{{m}}/seed{{s}}/checkpoints/step_{FINAL}.json", m=FIG_METHODS, s=SEEDS),
         probes=[f for fs in claims_manifest()["probes"].values() for f in fs],
         table3=f"{R}/table3_problems.json",
         tables=["results/table1.csv"] + (["results/table2.csv"] if CFG["run_ablations"] and ABLATIONS else []),

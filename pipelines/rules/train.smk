@@ -16,7 +16,7 @@ rule train:
     failed job keeps them and the rerun resumes); the declared outputs are small marker files.
     With train.num_processes > 1 the job runs that many processes (GPUs) under accelerate."""
     input:
-        base=[BASE] if BUILD_BASE else [],
+        base=lambda w: [BASES[base_index(w.seed)]] if BUILD_BASE else [],
         train=f"{R}/data/train.jsonl",
     output:
         markers=expand(f"{R}/runs/{{{{method}}}}/seed{{{{seed}}}}/checkpoints/step_{{s}}.json", s=STEPS),
@@ -24,6 +24,7 @@ rule train:
         cfg=lambda w: json.dumps({"method": CFG["method_defs"][w.method], "train": CFG["train"],
                                   "rollout": CFG["rollout"], "prompt_template": CFG["prompt_template"]}, sort_keys=True),
         run_dir=lambda w: f"{R}/runs/{w.method}/seed{w.seed}",
+        base=lambda w: BASES[base_index(w.seed)],
         launcher=train_launcher(),
     threads: THREADS
     log:
@@ -32,5 +33,5 @@ rule train:
         **RES("train"),
     shell:
         "{params.launcher} --config {CONFIG_FILE} --threads {threads} train --method {wildcards.method} "
-        "--seed {wildcards.seed} --base {BASE} --train-data {input.train} --run-dir {params.run_dir} "
+        "--seed {wildcards.seed} --base {params.base} --train-data {input.train} --run-dir {params.run_dir} "
         "--markers {output.markers} 2>&1 | tee {log}"
