@@ -1,3 +1,4 @@
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -35,3 +36,16 @@ def test_sft_lowers_loss(tok):
     hist = sft(model, tok, generate(ArithmeticSpec(n_ops=(2,)), 200, 0), "{problem}\n", steps=60, batch_size=16,
                lr=3e-3, warmup=5, log=lambda *_: None, log_every=10)
     assert hist[-1]["loss"] < 0.6 * hist[0]["loss"]
+
+
+def test_sft_lr_schedule_by_hand():
+    import math
+
+    from ibtpo.model.sft import lr_factor
+
+    # warm-up 10 of 110 steps: (s+1)/10, then constant 1 or a cosine from 1 (step 10) to min (step 109)
+    assert lr_factor(0, 110, 10) == 0.1 and lr_factor(9, 110, 10) == 1.0 and lr_factor(60, 110, 10) == 1.0
+    assert lr_factor(10, 110, 10, "cosine", 0.1) == 1.0
+    assert lr_factor(109, 110, 10, "cosine", 0.1) == pytest.approx(0.1)
+    t = (59.5 - 10) / 99  # halfway through the decay
+    assert lr_factor(59.5, 110, 10, "cosine", 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * t)))

@@ -68,6 +68,9 @@ rule table2:
 
 TABLE3_METHOD = "ibtpo" if "ibtpo" in METHODS else METHODS[0]
 TABLE3_LABEL = f"{TABLE3_METHOD}@{FINAL}"
+# the probe's benchmark (tiny: 3-operation problems, 3 steps + the answer line: room to fork below the
+# root), else the first evaluation benchmark
+TABLE3_BENCH = CFG["probe"]["benchmark"] if PROBE else BENCH[0]
 
 
 rule table3:
@@ -76,7 +79,7 @@ rule table3:
     input:
         base=[BASE] if BUILD_BASE else [],
         marker=f"{R}/runs/{TABLE3_METHOD}/seed{SEEDS[0]}/checkpoints/step_{FINAL}.json",
-        bench=f"{R}/data/bench/{BENCH[0]}.jsonl",
+        bench=f"{R}/data/bench/{TABLE3_BENCH}.jsonl",
     output:
         csv=report("results/table3.csv", caption=f"{REPORT}/table3.rst", category="Tables"),
         md="results/table3.md",
@@ -84,7 +87,7 @@ rule table3:
         details=f"{R}/table3_problems.json",
         preset_csv=f"{R}/table3.csv",
     params:
-        cfg=section("rollout", "prompt_template"),
+        cfg=section("rollout", "prompt_template", *(["probe"] if PROBE else [])),  # probe.ib: the IB-guided row
     threads: THREADS
     log:
         f"{R}/logs/table3.log",
