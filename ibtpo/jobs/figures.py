@@ -76,6 +76,15 @@ def _band_plot(ax, df: pd.DataFrame, x: str, y: str, label_of: dict) -> None:
         ax.fill_between(agg["x"], agg["lo"], agg["hi"], color=color, alpha=0.15, lw=0)
 
 
+def save_figure(fig, out_dir: Path, stem: str) -> list[Path]:
+    """Write ``fig`` as ``<stem>.png`` and ``<stem>.svg`` under ``out_dir`` and close it."""
+    paths = [out_dir / f"{stem}.{ext}" for ext in ("png", "svg")]
+    for path in paths:
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return paths
+
+
 def plot_dynamics(df: pd.DataFrame, out_dir: str | Path, title: str) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,10 +100,7 @@ def plot_dynamics(df: pd.DataFrame, out_dir: str | Path, title: str) -> list[Pat
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=8)
         fig.suptitle(f"{title} — mean over seeds, band = min..max seed")
-        for ext in ("png", "svg"):
-            fig.savefig(out_dir / f"{stem}.{ext}", dpi=120)
-            written.append(out_dir / f"{stem}.{ext}")
-        plt.close(fig)
+        written += save_figure(fig, out_dir, stem)
     return written
 
 
@@ -121,12 +127,7 @@ def plot_training(metrics: dict[str, dict[int, str]], labels: dict[str, str], ou
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{title} — training log, rolling mean over {window} steps")
-    written = []
-    for ext in ("png", "svg"):
-        fig.savefig(out_dir / f"training_curves.{ext}", dpi=120)
-        written.append(out_dir / f"training_curves.{ext}")
-    plt.close(fig)
-    return written
+    return save_figure(fig, out_dir, "training_curves")
 
 
 def plot_forks(metrics: dict[str, dict[int, str]], labels: dict[str, str], out_dir: str | Path, title: str,
@@ -159,12 +160,7 @@ def plot_forks(metrics: dict[str, dict[int, str]], labels: dict[str, str], out_d
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
     fig.suptitle(f"{title} — where the trees fork, rolling mean over {window} steps")
-    written = []
-    for ext in ("png", "svg"):
-        fig.savefig(out_dir / f"fork_position.{ext}", dpi=120)
-        written.append(out_dir / f"fork_position.{ext}")
-    plt.close(fig)
-    return written
+    return save_figure(fig, out_dir, "fork_position")
 
 
 def run(runs: dict, base_eval: list, base_probe: str | Path, labels: dict[str, str], out_dir: str | Path,
