@@ -33,7 +33,7 @@ THREADS = CFG["threads_per_job"]
 BUILD_BASE = CFG["policy"]["base"] == "build"
 BASE = f"{R}/base" if BUILD_BASE else CFG["policy"]["base"]
 # policy.base_models: k > 1 base models (SFT seeds sft.seed + i); RL seed j trains from base j mod k
-N_BASES = CFG["policy"].get("base_models", 1) if BUILD_BASE else 1
+N_BASES = CFG["policy"]["base_models"] if BUILD_BASE else 1
 BASES = [BASE] + [f"{R}/base_{i}" for i in range(1, N_BASES)]
 BASE_EVALS = ["base"] + [f"base_{i}" for i in range(1, N_BASES)]  # eval/<name>/step_0/ of each base
 
@@ -46,6 +46,17 @@ Path(R).mkdir(parents=True, exist_ok=True)
 _text = json.dumps(CFG, indent=1, sort_keys=True)
 if not Path(CONFIG_FILE).exists() or Path(CONFIG_FILE).read_text() != _text:
     Path(CONFIG_FILE).write_text(_text)
+
+
+def manifest(name, obj):
+    """A job's structured inputs (file lists per method, seed and step) as ``<R>/manifests/<name>.json``,
+    rewritten only when it changes; the job reads it (``python -m ibtpo <job> --help``)."""
+    path = Path(f"{R}/manifests/{name}.json")
+    text = json.dumps(obj, indent=1, sort_keys=True)
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(path)
 
 
 def section(*keys):
@@ -81,7 +92,7 @@ except ConfigError as e:
 
 
 # Jobs that only read small files and write tables/figures run where snakemake runs (no sbatch).
-localrules: all, evaluate_all, probe_run_csv, table1, table2, figures, claims
+localrules: all, evaluate_all, probe_run_csv, table1, table2, figures, claims  # small files, no sbatch
 
 
 rule all:

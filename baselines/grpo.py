@@ -16,6 +16,7 @@ import numpy as np
 
 from ibtpo.registry import register_advantage
 from ibtpo.rollout.tree import Tree
+from ibtpo.trajectories import broadcast_node_values
 
 
 def grpo_group_advantage(rewards, std_ddof: int = 1) -> np.ndarray:
@@ -28,8 +29,17 @@ def grpo_group_advantage(rewards, std_ddof: int = 1) -> np.ndarray:
     return (r - r.mean()) / std
 
 
-@register_advantage("grpo")
+def check_params(params: dict) -> None:
+    """Config check of the GRPO advantage's parameters (``ValueError`` naming the key)."""
+    if "std_ddof" in params and params["std_ddof"] not in (0, 1):
+        raise ValueError(f"advantage.std_ddof: 0 or 1 (got {params['std_ddof']!r})")
+
+
+@register_advantage("grpo", check=check_params)
 def grpo_advantage(tree: Tree, std_ddof: int = 1) -> list[np.ndarray]:
+    """``A_g`` on every token of leaf ``g``'s trajectory (``tree.leaves()`` order), through
+    :func:`~ibtpo.trajectories.broadcast_node_values` as trajectory-level values (on a chain tree, each
+    leaf's own node value; on a deeper tree a shared node carries a different value per trajectory)."""
     leaves = tree.leaves()
     adv = grpo_group_advantage([tree.nodes[i].reward for i in leaves], std_ddof)
-    return [np.full(sum(len(tree.nodes[n].token_ids) for n in tree.path(leaf)), a) for leaf, a in zip(leaves, adv)]
+    return broadcast_node_values(tree, {}, dict(zip(leaves, adv)))

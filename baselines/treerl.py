@@ -15,7 +15,7 @@ EPTree sampler ``(M, N, L, T)``
    * positions whose remaining budget ``max_new_tokens - (tokens before it on its path)`` is < 1.
 
    Forking at token ``j`` of node ``s`` splits ``s`` in place into ``s[:j]`` and a new child
-   ``s[j:]`` (:func:`split_node`), then samples ``T`` continuations of the prefix ending just
+   ``s[j:]`` (:meth:`Tree.split_node`), then samples ``T`` continuations of the prefix ending just
    *before* token ``j`` (the forked token is re-sampled), each added as one new leaf node (a node
    is the token span between forks; no step splitting) and graded with ``ctx.grade_leaves``.
    All forks of all trees go in ONE backend call per iteration (``n = T``, per-prefix budget).
@@ -74,50 +74,13 @@ from typing import Callable
 import numpy as np
 
 from ibtpo.registry import register_advantage, register_sampler
+from ibtpo.rollout.checks import require_ints
 from ibtpo.rollout.context import RolloutContext
 from ibtpo.rollout.tree import Tree
+from ibtpo.trajectories import broadcast_node_values
 
 TREERL_VARIANTS = ("paper", "code")
 STOP_WORDS = re.compile(r"answer|conclusion", re.IGNORECASE)
-
-
-# --------------------------------------------------------------------------------------------
-# Tree surgery
-# --------------------------------------------------------------------------------------------
-
-def split_node(tree: Tree, node: int, j: int, decode: Callable[[list[int]], str] | None = None) -> int:
-    """Split ``node`` in place at token ``j`` (``0 < j < len``): it keeps ``[:j]``, a new child gets ``[j:]``.
-
-    The child inherits ``node``'s children (their ``parent`` is rewired), its reward and
-    finish_reason when ``node`` was a leaf, and its ``n_leaves`` / ``n_correct`` (the subtree's
-    leaves are unchanged, so both nodes keep the same counts). Texts: with ``decode``, the head
-    gets ``decode(tokens[:j])`` and the tail the rest of the original text when the original
-    starts with that head (so the concatenation is unchanged), else ``decode(tokens[j:])``.
-    Returns the new child's id. The child's id is the largest in the tree (ids no longer follow
-    depth); ``tree.leaves()`` and ``tree.path()`` do not depend on id order.
-    """
-    s = tree.nodes[node]
-    if s.parent is None:
-        raise ValueError("cannot split the root")
-    if not 0 < j < len(s.token_ids):
-        raise ValueError(f"split position {j} outside (0, {len(s.token_ids)}) of node {node}")
-    if decode is not None:
-        head = decode(s.token_ids[:j])
-        tail = s.text[len(head):] if s.text.startswith(head) else decode(s.token_ids[j:])
-    else:
-        head, tail = s.text, ""
-    kids = list(s.children)
-    c = tree.add_node(node, s.token_ids[j:], s.logprobs[j:], s.entropies[j:], tail)
-    child = tree.nodes[c]
-    child.children = kids
-    for k in kids:
-        tree.nodes[k].parent = c
-    child.n_leaves, child.n_correct = s.n_leaves, s.n_correct
-    child.reward, child.finish_reason = s.reward, s.finish_reason
-    s.reward, s.finish_reason = None, None
-    s.children = [c]
-    s.token_ids, s.logprobs, s.entropies, s.text = s.token_ids[:j], s.logprobs[:j], s.entropies[:j], head
-    return c
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,22 +121,12 @@ def fork_mask(tree: Tree, node: int, decode: Callable[[list[int]], str], budget:
     return mask
 
 
-def subtree(tree: Tree, node: int) -> list[int]:
-    """``node`` and all its descendants."""
-    out, stack = [], [node]
-    while stack:
-        n = stack.pop()
-        out.append(n)
-        stack.extend(tree.nodes[n].children)
-    return sorted(out)
-
-
 def select_forks(tree: Tree, n: int, decode, rng: np.random.Generator, budget: int | None = None,
                  within: int | None = None) -> list[tuple[int, int]]:
     """The top-``n`` allowed ``(node, j)`` positions by ``-logprob`` (ties by ``rng``), over the
     whole tree or, with ``within``, over the subtree of that node."""
     cands, lps = [], []
-    nodes = tree.nodes[1:] if within is None else [tree.nodes[i] for i in subtree(tree, within)]
+    nodes = tree.nodes[1:] if within is None else [tree.nodes[i] for i in tree.subtree(within)]
     for s in nodes:
         for j, ok in enumerate(fork_mask(tree, s.id, decode, budget)):
             if ok:
@@ -196,7 +149,7 @@ def apply_forks(tree: Tree, forks: list[tuple[int, int]], decode=None) -> list[i
     for s, js in by_node.items():
         cur, offset = s, 0
         for j in sorted(set(js)):
-            tail = split_node(tree, cur, j - offset, decode)
+            tail = tree.split_node(cur, j - offset, decode)
             attach[(s, j)] = cur
             cur, offset = tail, j
     return [attach[f] for f in forks]
@@ -215,11 +168,8 @@ class EPTreeSampler:
     T: int = 1
 
     def __post_init__(self):
-        for name in ("M", "N", "T"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"sampler.{name} must be >= 1 (got {getattr(self, name)})")
-        if self.L < 0:
-            raise ValueError(f"sampler.L must be >= 0 (got {self.L})")
+        require_ints(self, ("M", "N", "T"))
+        require_ints(self, ("L",), minimum=0)
 
     @property
     def G(self) -> int:
@@ -229,52 +179,24 @@ class EPTreeSampler:
         rng = np.random.default_rng(seed)
         trees = [ctx.new_tree(p) for p in problems]
         budget = ctx.params.max_new_tokens
-        outs = ctx.backend.generate([t.prompt_ids for t in trees], self.M, ctx.params, seed=seed)
-        new = []
-        for tree, cs in zip(trees, outs):
-            for c in cs:
-                new.append((tree, tree.add_node(0, c.token_ids, c.logprobs, c.entropies, ctx.decode(c.token_ids)),
-                            c.finish_reason))
-        ctx.grade_leaves(new)
+        ctx.expand([(t, 0) for t in trees], self.M, seed, as_steps=False)  # the M chains, one node each
         for it in range(1, self.L + 1):
             picks: list[tuple[Tree, int]] = []
             for tree in trees:
                 forks = [f for chain in list(tree.root.children)
                          for f in select_forks(tree, self.N, ctx.decode, rng, budget, within=chain)]
                 picks.extend((tree, a) for a in apply_forks(tree, forks, ctx.decode))
-            for t, a in picks:  # fork records: the prefix node ending just before the forked token
-                t.record_fork(a)
             if not picks:
                 break
-            prefixes = [t.prefix_ids(a) for t, a in picks]
-            used = [len(p) - len(t.prompt_ids) for p, (t, _) in zip(prefixes, picks)]
-            outs = ctx.backend.generate(prefixes, self.T, ctx.params, seed=seed + it,
-                                        max_new=[budget - u for u in used])
-            new = [(t, t.add_node(a, c.token_ids, c.logprobs, c.entropies, ctx.decode(c.token_ids)), c.finish_reason)
-                   for (t, a), cs in zip(picks, outs) for c in cs]
-            ctx.grade_leaves(new)
+            # each pick, the prefix node ending just before the forked token, has the split-off tail as its
+            # child, so expand records it as a fork
+            ctx.expand(picks, self.T, seed + it, as_steps=False)
         return trees
 
 
 # --------------------------------------------------------------------------------------------
 # Advantage
 # --------------------------------------------------------------------------------------------
-
-def _leaves_under(tree: Tree) -> dict[int, list[int]]:
-    """Per node, the leaf ids of its subtree (post-order accumulation)."""
-    under: dict[int, list[int]] = {}
-
-    def visit(n: int) -> list[int]:
-        node = tree.nodes[n]
-        out = [n] if node.is_leaf else []
-        for c in node.children:
-            out.extend(visit(c))
-        under[n] = out
-        return out
-
-    visit(0)
-    return under
-
 
 def treerl_node_values(tree: Tree, variant: str = "paper") -> dict[int, dict[str, float]]:
     """``{node: {"V", "GA", "LA", "R"}}`` for every node (the root: ``V`` only, others 0).
@@ -290,7 +212,7 @@ def treerl_node_values(tree: Tree, variant: str = "paper") -> dict[int, dict[str
         leaf_r = {leaf: (r - (total - r) / (n - 1) if n > 1 else 0.0) for leaf, r in raw.items()}
     else:
         leaf_r = raw
-    under = _leaves_under(tree)
+    under = tree.leaves_under()
     V = {s: (float(np.mean([leaf_r[x] for x in under[s]])) if under[s] else 0.0) for s in under}
     if variant == "code":  # sqrt over the number of (trained) leaves, applied before differencing
         W = {s: (V[s] / math.sqrt(len(under[s])) if under[s] else 0.0) for s in under}
@@ -310,18 +232,17 @@ def treerl_node_values(tree: Tree, variant: str = "paper") -> dict[int, dict[str
     return out
 
 
-@register_advantage("treerl")
+def check_params(params: dict) -> None:
+    """Config check of TreeRL's advantage parameters (``ValueError`` naming the key)."""
+    if "variant" in params and params["variant"] not in TREERL_VARIANTS:
+        raise ValueError(f"advantage.variant: {params['variant']!r}; allowed: {list(TREERL_VARIANTS)}")
+
+
+@register_advantage("treerl", check=check_params)
 def treerl_advantage(tree: Tree, variant: str = "paper") -> list[np.ndarray]:
     """Per leaf (``tree.leaves()`` order), every token of each node ``s`` on its path gets ``R(s)``;
     ``code``: a truncated response (finish_reason ``"length"``) gets -1 on every token instead."""
     vals = treerl_node_values(tree, variant)
-    out = []
-    for leaf in tree.leaves():
-        path = tree.path(leaf)
-        n_tok = sum(len(tree.nodes[n].token_ids) for n in path)
-        if variant == "code" and tree.nodes[leaf].finish_reason == "length":
-            out.append(np.full(n_tok, -1.0))
-            continue
-        parts = [np.full(len(tree.nodes[n].token_ids), vals[n]["R"], dtype=np.float64) for n in path]
-        out.append(np.concatenate(parts) if parts else np.zeros(0))
-    return out
+    truncated = ({leaf: -1.0 for leaf in tree.leaves() if tree.nodes[leaf].finish_reason == "length"}
+                 if variant == "code" else {})
+    return broadcast_node_values(tree, {s: v["R"] for s, v in vals.items()}, truncated)

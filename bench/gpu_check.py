@@ -58,7 +58,7 @@ def main():
                    Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 5, "K": 1, "B": 1}, {"name": "ibtpo"}, {"kl_coef": 0.001})):
         m = build_tiny_llama(tok, n_layer=1, d_model=32, n_head=2, d_mlp=64, max_positions=64).to(dev)
         with tempfile.TemporaryDirectory() as d:
-            tr = Trainer(m, tok, problems, method, TrainSettings(steps=30, batch_problems=4, checkpoint_every=30, lr=1e-2),
+            tr = Trainer(m, tok, problems, method, TrainSettings.of(dict(steps=30, batch_problems=4, checkpoint_every=30, lr=1e-2)),
                          SamplingParams(max_new_tokens=3, stop_token_ids=(tok.eos_token_id,)),
                          HFBackend(m, tok.pad_token_id, dev), StartsWithSeven(), d, device=dev, log=lambda *_: None)
             rewards = []

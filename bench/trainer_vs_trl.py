@@ -132,8 +132,8 @@ def build_ours(args, base: str, problems: list[dict], workdir: Path, clock: Cloc
                               stop_token_ids=(tok.eos_token_id,))
     method = Method("grpo", {"name": "chains", "G": args.G}, {"name": "grpo"},
                     {"kl_coef": args.beta, "clip_low": 0.2, "clip_high": 0.2, "aggregation": "token-mean"})
-    settings = TrainSettings(steps=10**6, batch_problems=args.problems, checkpoint_every=10**6, lr=args.lr,
-                             betas=(0.9, 0.99), grad_clip=1.0, seed=args.seed)
+    settings = TrainSettings.of(dict(steps=10**6, batch_problems=args.problems, checkpoint_every=10**6, lr=args.lr,
+                                     betas=[0.9, 0.99], grad_clip=1.0), seed=args.seed)
     grader = Grader()
     backend = HFBackend(model, tok.pad_token_id)
     trainer = Trainer(model, tok, problems, method, settings, sampling, backend, grader, workdir / "ours",
@@ -141,7 +141,7 @@ def build_ours(args, base: str, problems: list[dict], workdir: Path, clock: Cloc
     # timing probes (instance / module attributes only; no project file is changed)
     backend.generate = clock.wrap("generate", backend.generate)
     grader.grade_many = clock.wrap("grade", grader.grade_many)
-    orig_slp = tr_mod.sequence_logprobs
+    orig_slp = tr_mod.sequence_logprobs  # the trainer's name for ibtpo.logprobs.sequence_logprobs: its forwards
 
     def slp(model_, *a, **k):
         key = "ref_logp" if model_ is trainer.ref_model else "policy_fwd"

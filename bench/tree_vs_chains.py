@@ -124,7 +124,7 @@ def main():
             train_model = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=torch.float32)
             tr = Trainer(train_model, tok, problems, Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 9, "K": 1, "B": 1, "ib": ib},
                                                              {"name": "ibtpo", "ib": ib}, {"kl_coef": 0.001}),
-                         TrainSettings(steps=3, batch_problems=16, lr=2e-4), params,
+                         TrainSettings.of(dict(steps=3, batch_problems=16, checkpoint_every=3, lr=2e-4)), params,
                          HFBackend(train_model, tok.pad_token_id), grader, d, log=lambda *_: None)
             tr.train_step()  # warm-up
             timers.total, t0 = 0.0, time.perf_counter()

@@ -8,6 +8,7 @@ set, the allowed values.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 import sys
@@ -75,123 +76,242 @@ def resolve_extends(data: dict, origin: Path, depth: int = 0) -> dict:
     return merged
 
 
-def _schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+@functools.lru_cache(maxsize=1)
+def _schema_cached() -> str:
+    return json.dumps(yaml.safe_load(SCHEMA_PATH.read_text()))
 
 
-def _fill_defaults(cfg: dict) -> dict:
-    cfg.setdefault("results_dir", "results")
-    cfg.setdefault("threads_per_job", 1)
-    cfg.setdefault("device", "cpu")
-    cfg.setdefault("prompt_template", "{problem}\n")
-    cfg.setdefault("data_dir", "../shared/data")
-    ev = cfg["evaluation"]
-    ev.setdefault("pass_at", [1, ev["k"]])
-    for key, default in (("temperature", 1.0), ("top_p", 1.0), ("top_k", 0), ("max_new_tokens", 96),
-                         ("batch_size", 64), ("model", "ibtpo"), ("grader_timeout_s", 2.0)):
-        ev.setdefault(key, default)
-    cfg.setdefault("ablations", [])
-    cfg.setdefault("run_ablations", False)
-    rep = cfg.setdefault("report", {})
-    rep.setdefault("bootstrap", 2000)
-    rep.setdefault("confidence", 0.95)
-    if "probe" in cfg:
-        cfg["probe"].setdefault("seed", 0)
-    for key, default in (("backend", "hf"), ("temperature", 1.0), ("top_p", 1.0), ("top_k", 0), ("max_new_tokens", 96)):
-        cfg["rollout"].setdefault(key, default)
-    return cfg
+def schema() -> dict:
+    """The configuration schema (pipelines/schemas/config.schema.yaml): the one place that declares
+    every key, its type and its default."""
+    return json.loads(_schema_cached())
+
+
+def _deref(node: dict, root: dict) -> dict:
+    """``node`` with a local ``$ref`` (``#/$defs/<name>``) resolved; the node's other keys win."""
+    if "$ref" not in node:
+        return node
+    target = root
+    for part in node["$ref"].lstrip("#/").split("/"):
+        target = target[part]
+    return {**_deref(target, root), **{k: v for k, v in node.items() if k != "$ref"}}
+
+
+def apply_defaults(value, node: dict, root: dict | None = None):
+    """Fill the schema's ``default`` entries into ``value`` in place (and return it): a missing
+    property with a default gets a copy of it, then every present property (or entry of an
+    ``additionalProperties`` mapping) is filled from its own schema. Objects that are absent and
+    have no default stay absent (``probe``, ``policy.sft``)."""
+    root = root if root is not None else node
+    node = _deref(node, root)
+    if not isinstance(value, dict):
+        return value
+    props = node.get("properties", {})
+    for key, sub in props.items():
+        sub = _deref(sub, root)
+        if key not in value and "default" in sub:
+            value[key] = copy.deepcopy(sub["default"])
+    extra = node.get("additionalProperties")
+    for key, v in value.items():
+        if key in props:
+            apply_defaults(v, props[key], root)
+        elif isinstance(extra, dict):
+            apply_defaults(v, extra, root)
+    return value
+
+
+def section_schema(path: str) -> dict:
+    """The schema of one section, ``train`` or ``method_defs.*.loss`` (``*``: any entry of a mapping),
+    with the root's ``$defs`` so that references resolve."""
+    root = schema()
+    node = root
+    for part in path.split("."):
+        node = _deref(node, root)
+        node = node["additionalProperties"] if part == "*" else node["properties"][part]
+    return {"$defs": root.get("$defs", {}), **_deref(node, root)}
+
+
+def fill_section(path: str, values: dict | None = None, origin: str | None = None) -> dict:
+    """``values`` of section ``path`` checked against the schema and completed with its defaults (a
+    new dict). What builds a component straight from a section (``TrainSettings.of``) calls this, so
+    a library user gets the DAG's defaults and errors."""
+    values = copy.deepcopy(values or {})
+    node = section_schema(path)
+    _raise_schema_errors(jsonschema.Draft202012Validator(node).iter_errors(values), origin or path, prefix=path)
+    return apply_defaults(values, node)
+
+
+def _raise_schema_errors(errors, origin: str, prefix: str = "") -> None:
+    errors = sorted(errors, key=lambda e: [str(p) for p in e.path])
+    if not errors:
+        return
+    lines = []
+    for e in errors[:10]:
+        key = ".".join([prefix] * bool(prefix) + [str(p) for p in e.absolute_path]) or "<top level>"
+        msg = e.message
+        if e.validator == "additionalProperties":
+            allowed = sorted(e.schema.get("properties", {}))
+            msg += f" (allowed keys: {allowed})" if allowed else ""
+        lines.append(f"  {key}: {msg}")
+    raise ConfigError(f"{origin}: invalid configuration:\n" + "\n".join(lines))
 
 
 def validate(cfg: dict, origin: str = "<config>") -> dict:
-    """Schema + semantic validation; returns the config with defaults filled in."""
-    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(cfg), key=lambda e: list(e.path))
-    if errors:
-        lines = []
-        for e in errors[:10]:
-            key = ".".join(str(p) for p in e.absolute_path) or "<top level>"
-            msg = e.message
-            if e.validator == "additionalProperties":
-                allowed = sorted(e.schema.get("properties", {}))
-                msg += f" (allowed keys: {allowed})" if allowed else ""
-            lines.append(f"  {key}: {msg}")
-        raise ConfigError(f"{origin}: invalid configuration:\n" + "\n".join(lines))
-    cfg = _fill_defaults(copy.deepcopy(cfg))
+    """The schema (types, ranges, closed sets; its defaults filled in), then one checker per section
+    for what a schema cannot express (cross-references, divisibility, the components' own checks:
+    each sampler and advantage is built here, so a bad parameter fails at planning, named by its
+    key). Returns the completed config (a new dict); validating it again is a no-op."""
+    _raise_schema_errors(jsonschema.Draft202012Validator(schema()).iter_errors(cfg), origin)
+    cfg = apply_defaults(copy.deepcopy(cfg), schema())
+    problems = [p for check in SECTION_CHECKS for p in check(cfg)]
+    if cfg["offline_benchmarks"] == "skip" and not problems:
+        from .data.benchmarks import drop_hub_only
+
+        cfg, dropped = drop_hub_only(cfg)
+        if dropped:
+            print(f"[config] offline_benchmarks=skip: dropped hub-only benchmarks {dropped}", file=sys.stderr)
+        if not cfg["evaluation"]["benchmarks"]:
+            problems.append("offline_benchmarks: skip dropped every benchmark of evaluation.benchmarks")
+    if problems:
+        raise ConfigError(f"{origin}: invalid configuration:\n" + "\n".join("  " + p for p in problems))
+    return cfg
+
+
+def _component_problem(where: str, kind: str, err: Exception) -> str:
+    """A component's own error (``sampler.K: must be ...``) under its config key."""
+    msg = str(err)
+    if msg.startswith(f"{kind}."):
+        return f"{where}.{msg}"
+    return f"{where}.{kind}: {msg}"
+
+
+def _check_components(owner: dict, where: str, kinds: tuple[str, ...]) -> list[str]:
+    """Build each component of ``owner`` (a method, or the probe) from its spec: unknown parameters
+    are named with the allowed ones, and the component's own checks run (its errors keep its key)."""
+    from .registry import ADVANTAGES, SAMPLERS, build_advantage, build_sampler
+
     problems = []
-    for m in cfg["methods"]:
-        if m not in cfg["method_defs"]:
-            problems.append(f"methods: unknown method {m!r}; defined in method_defs: {sorted(cfg['method_defs'])}")
-    from .registry import ADVANTAGES, SAMPLERS, load_plugins
+    for kind in kinds:
+        comp, registry = owner[kind], SAMPLERS if kind == "sampler" else ADVANTAGES
+        if comp["name"] not in registry:
+            continue  # reported by _resolve_ib
+        allowed = [p for p in inspect.signature(registry[comp["name"]]).parameters if p not in ("tree", "ib")]
+        unknown = [k for k in comp if k not in ("name", "ib") and k not in allowed]
+        for key in unknown:
+            hint = ""
+            if key in IB_KEYS:
+                hint = (f" (the probe's IB parameters are probe.ib.{key})" if where == "probe" else
+                        f" (IB parameters are declared once per method: {where}.ib.{key})")
+            problems.append(f"{where}.{kind}.{key}: not a parameter of {kind} {comp['name']!r}; allowed: {allowed}"
+                            + hint)
+        if unknown:
+            continue
+        try:
+            (build_sampler if kind == "sampler" else build_advantage)(comp, owner.get("ib"))
+        except (ValueError, TypeError) as e:
+            problems.append(_component_problem(where, kind, e))
+    return problems
+
+
+def _check_methods(cfg: dict) -> list[str]:
+    """``methods`` / ``ablations`` name defined methods; each method's IB parameters are shared by its
+    sampler and advantage, and both build."""
+    from .registry import load_plugins
 
     load_plugins()
+    problems = [f"{key}: unknown method {m!r}; defined in method_defs: {sorted(cfg['method_defs'])}"
+                for key in ("methods", "ablations") for m in cfg[key] if m not in cfg["method_defs"]]
     for name, mdef in cfg["method_defs"].items():
-        problems += _resolve_ib(mdef, f"method_defs.{name}", ("sampler", "advantage"))
-        for kind, registry in (("sampler", SAMPLERS), ("advantage", ADVANTAGES)):
-            comp = mdef[kind]
-            if comp["name"] not in registry:
-                continue  # reported by _resolve_ib
-            allowed = [p for p in inspect.signature(registry[comp["name"]]).parameters if p not in ("tree", "ib")]
-            for key, value in comp.items():
-                where = f"method_defs.{name}.{kind}.{key}"
-                if key in ("name", "ib"):
-                    continue
-                if key not in allowed:
-                    problems.append(f"{where}: not a parameter of {kind} {comp['name']!r}; allowed: {allowed}"
-                                    + (f" (IB parameters are declared once per method: method_defs.{name}.ib.{key})"
-                                       if key in IB_KEYS else ""))
-                elif key == "lam" and not (isinstance(value, (int, float)) and 0 <= value <= 1):
-                    problems.append(f"{where}: lam must be in [0, 1] (got {value!r}; the paper uses 0.1, 0.5 collapses)")
-                elif key in ("G", "B0", "L", "K", "B") and not (isinstance(value, int) and value >= 1):
-                    problems.append(f"{where}: must be an integer >= 1 (got {value!r})")
-    for m in cfg["ablations"]:
-        if m not in cfg["method_defs"]:
-            problems.append(f"ablations: unknown method {m!r}; defined in method_defs: {sorted(cfg['method_defs'])}")
-    if "probe" in cfg:
-        pr = cfg["probe"]
-        if pr["benchmark"] not in cfg["data"]["benchmarks"]:
-            problems.append(f"probe.benchmark: {pr['benchmark']!r} is not defined under data.benchmarks "
-                            f"(defined: {sorted(cfg['data']['benchmarks'])})")
-        problems += _resolve_ib(pr, "probe", ("sampler",), always=True)
-        if pr["sampler"]["name"] in SAMPLERS:
-            allowed = [p for p in inspect.signature(SAMPLERS[pr["sampler"]["name"]]).parameters if p != "ib"]
-            problems += [f"probe.sampler.{k}: not a parameter of sampler {pr['sampler']['name']!r}; allowed: {allowed}"
-                         + (f" (the probe's IB parameters are probe.ib.{k})" if k in IB_KEYS else "")
-                         for k in pr["sampler"] if k not in ("name", "ib") and k not in allowed]
-    for b in cfg["evaluation"]["benchmarks"]:
-        if b not in cfg["data"]["benchmarks"]:
-            problems.append(f"evaluation.benchmarks: {b!r} is not defined under data.benchmarks "
-                            f"(defined: {sorted(cfg['data']['benchmarks'])})")
-    t = cfg["train"]
-    if t["steps"] % t["checkpoint_every"]:
-        problems.append(f"train.checkpoint_every: {t['checkpoint_every']} must divide train.steps ({t['steps']}) "
-                        "so every checkpoint step is known in advance")
-    if t["batch_problems"] < t.get("num_processes", 1):
-        problems.append(f"train.num_processes: {t['num_processes']} exceeds train.batch_problems ({t['batch_problems']}); "
-                        "each process samples its share of a step's problems")
+        own = _resolve_ib(mdef, f"method_defs.{name}", ("sampler", "advantage"))
+        problems += own or _check_components(mdef, f"method_defs.{name}", ("sampler", "advantage"))
+    return problems
+
+
+def _check_probe(cfg: dict) -> list[str]:
+    """The probe's benchmark is defined; its sampler builds with the probe's IB parameters."""
+    if "probe" not in cfg:
+        return []
+    from .registry import load_plugins
+
+    load_plugins()
+    pr, problems = cfg["probe"], []
+    if pr["benchmark"] not in cfg["data"]["benchmarks"]:
+        problems.append(f"probe.benchmark: {pr['benchmark']!r} is not defined under data.benchmarks "
+                        f"(defined: {sorted(cfg['data']['benchmarks'])})")
+    own = _resolve_ib(pr, "probe", ("sampler",), always=True)
+    return problems + (own or _check_components(pr, "probe", ("sampler",)))
+
+
+def _check_evaluation(cfg: dict) -> list[str]:
+    """Benchmarks defined; the eval spec resolves (``pass_at`` defaults to ``[1, k]``); vLLM on CUDA."""
+    from .eval.tasks import evaluation_spec, resolve_spec
+
     ev = cfg["evaluation"]
-    for k in ev["pass_at"]:
-        if k > ev["k"]:
-            problems.append(f"evaluation.pass_at: {k} exceeds evaluation.k ({ev['k']}) samples per problem")
+    problems = [f"evaluation.benchmarks: {b!r} is not defined under data.benchmarks "
+                f"(defined: {sorted(cfg['data']['benchmarks'])})" for b in ev["benchmarks"] if b not in cfg["data"]["benchmarks"]]
+    try:
+        ev["pass_at"] = resolve_spec(evaluation_spec(cfg))["pass_at"]
+    except ValueError as e:
+        problems.append(str(e))
+    return problems + _vllm_on_cuda(cfg, "evaluation.model", ev["model"] == "vllm")
+
+
+def _vllm_on_cuda(cfg: dict, where: str, chosen: bool) -> list[str]:
     # vLLM is a GPU-only extra: a CPU preset that selects it is wrong anywhere; a CUDA preset plans on a
     # machine without vLLM (it fails when its first job starts, ibtpo.rollout.vllm_backend.require_vllm)
-    ro, on_cuda = cfg["rollout"], str(cfg["device"]).startswith("cuda")
-    for where, chosen in (("rollout.backend", ro["backend"] == "vllm"), ("evaluation.model", ev["model"] == "vllm")):
-        if chosen and not on_cuda:
-            problems.append(f"{where}: 'vllm' runs on CUDA GPUs only (device is {cfg['device']!r}); vLLM is a GPU-only "
-                            "optional extra (pip install '.[vllm]'): use rollout.backend hf / evaluation.model ibtpo on a CPU")
+    if chosen and not str(cfg["device"]).startswith("cuda"):
+        return [f"{where}: 'vllm' runs on CUDA GPUs only (device is {cfg['device']!r}); vLLM is a GPU-only "
+                "optional extra (pip install '.[vllm]'): use rollout.backend hf / evaluation.model ibtpo on a CPU"]
+    return []
+
+
+def _check_rollout(cfg: dict) -> list[str]:
+    ro = cfg["rollout"]
+    problems = _vllm_on_cuda(cfg, "rollout.backend", ro["backend"] == "vllm")
     mml = (ro.get("vllm") or {}).get("max_model_len")
     if mml is not None and mml <= ro["max_new_tokens"]:
         problems.append(f"rollout.vllm.max_model_len: {mml} leaves no room for a prompt with rollout.max_new_tokens "
                         f"({ro['max_new_tokens']})")
-    if cfg["policy"]["base"] == "build" and "sft" not in cfg["data"]:
+    return problems
+
+
+def _check_train(cfg: dict) -> list[str]:
+    """Checkpoint steps known in advance; enough problems and GPUs for the processes."""
+    t, problems = cfg["train"], []
+    if t["steps"] % t["checkpoint_every"]:
+        problems.append(f"train.checkpoint_every: {t['checkpoint_every']} must divide train.steps ({t['steps']}) "
+                        "so every checkpoint step is known in advance")
+    if t["batch_problems"] < t["num_processes"]:
+        problems.append(f"train.num_processes: {t['num_processes']} exceeds train.batch_problems ({t['batch_problems']}); "
+                        "each process samples its share of a step's problems")
+    train_gpus = rule_resources(cfg, "train").get("gpu")
+    if str(cfg["device"]).startswith("cuda") and train_gpus is not None and train_gpus < t["num_processes"]:
+        problems.append(f"resources.train.gpu: {train_gpus} GPU(s) for train.num_processes = {t['num_processes']} "
+                        "(one process per GPU)")
+    return problems
+
+
+def _check_policy(cfg: dict) -> list[str]:
+    """SFT data for a built base; ``base_models`` needs SFT seeds and an RL seed per base."""
+    pol, problems = cfg["policy"], []
+    if pol["base"] == "build" and "sft" not in cfg["data"]:
         problems.append("data.sft: required when policy.base is 'build' (the supervised warm-up data)")
-    k = cfg["policy"].get("base_models", 1)
-    if k > 1 and cfg["policy"]["base"] != "build":
+    k = pol["base_models"]
+    if k > 1 and pol["base"] != "build":
         problems.append(f"policy.base_models: {k} base models need policy.base 'build' (SFT seeds); "
-                        f"{cfg['policy']['base']!r} is one given model")
+                        f"{pol['base']!r} is one given model")
     elif k > len(cfg["seeds"]):
         problems.append(f"policy.base_models: {k} exceeds the number of seeds ({len(cfg['seeds'])}); "
                         "RL seed j starts from base j mod k, so each base needs a seed")
-    for where, ds in [("data.train", cfg["data"]["train"])] + [(f"data.benchmarks.{k}", v) for k, v in cfg["data"]["benchmarks"].items()]:
+    return problems
+
+
+def _check_data(cfg: dict) -> list[str]:
+    """Each data set has what its source needs, and its local file exists."""
+    problems = []
+    entries = [("data.train", cfg["data"]["train"])] + [(f"data.benchmarks.{k}", v)
+                                                         for k, v in cfg["data"]["benchmarks"].items()]
+    for where, ds in entries:
         if ds["source"] == "arithmetic" and "n" not in ds:
             problems.append(f"{where}.n: required for source 'arithmetic'")
         if ds["source"] in ("jsonl", "parquet") and "path" not in ds:
@@ -201,21 +321,11 @@ def validate(cfg: dict, origin: str = "<config>") -> dict:
                             f"(data_dir: {cfg['data_dir']!r})")
         if ds["source"] == "registry":
             problems += _registry_problems(cfg, where, ds)
-    if cfg.get("offline_benchmarks") == "skip" and not problems:
-        from .data.benchmarks import drop_hub_only
+    return problems
 
-        cfg, dropped = drop_hub_only(cfg)
-        if dropped:
-            print(f"[config] offline_benchmarks=skip: dropped hub-only benchmarks {dropped}", file=sys.stderr)
-        if not cfg["evaluation"]["benchmarks"]:
-            problems.append("offline_benchmarks: skip dropped every benchmark of evaluation.benchmarks")
-    train_gpus = rule_resources(cfg, "train").get("gpu")
-    if on_cuda and train_gpus is not None and train_gpus < t.get("num_processes", 1):
-        problems.append(f"resources.train.gpu: {train_gpus} GPU(s) for train.num_processes = {t.get('num_processes', 1)} "
-                        "(one process per GPU)")
-    if problems:
-        raise ConfigError(f"{origin}: invalid configuration:\n" + "\n".join("  " + p for p in problems))
-    return cfg
+
+SECTION_CHECKS = (_check_methods, _check_probe, _check_evaluation, _check_rollout, _check_train, _check_policy,
+                  _check_data)
 
 
 IB_KEYS = ("beta", "pi_mode", "zero_parent")
@@ -305,7 +415,7 @@ def _registry_problems(cfg: dict, where: str, ds: dict) -> list[str]:
 
 def _coerce_booleans(overrides: dict) -> dict:
     """``--config run_ablations=true`` arrives as the string 'true': read top-level boolean keys."""
-    props = _schema()["properties"]
+    props = schema()["properties"]
     out = dict(overrides)
     for k, v in overrides.items():
         if props.get(k, {}).get("type") == "boolean" and isinstance(v, str) and v.lower() in ("true", "false"):

@@ -96,6 +96,8 @@ from multiprocessing.connection import Connection
 __all__ = [
     "Grader",
     "default_grader",
+    "shared_grader",
+    "close_shared",
     "grade",
     "extract_last_boxed",
     "integer_fast_path",
@@ -630,8 +632,8 @@ class Grader:
 
 
 def _reset_after_fork() -> None:
-    global _DEFAULT_LOCK, _LAUNCHER_LOCK, _LAUNCHER
-    _DEFAULT_LOCK = threading.Lock()
+    global _SHARED_LOCK, _LAUNCHER_LOCK, _LAUNCHER
+    _SHARED_LOCK = threading.Lock()
     _LAUNCHER_LOCK = threading.Lock()
     _LAUNCHER = None  # its thread did not survive the fork
     for g in list(_LIVE):
@@ -658,20 +660,40 @@ def _close_all() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 atexit.register(_close_all)
 
-_DEFAULT: Grader | None = None
-_DEFAULT_LOCK = threading.Lock()
+_SHARED: dict[float, Grader] = {}  # the process-wide graders, one per timeout
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_grader(timeout_s: float = 2.0) -> Grader:
+    """The process-wide Grader for ``timeout_s`` (otherwise default settings), created on first use.
+
+    Every caller that does not own a Grader of its own (:func:`grade`, the evaluation tasks through
+    :func:`ibtpo.eval.grading.get_grader`) shares these."""
+    key = float(timeout_s)
+    g = _SHARED.get(key)
+    if g is None:
+        with _SHARED_LOCK:
+            g = _SHARED.get(key)
+            if g is None:
+                g = _SHARED[key] = Grader(timeout_s=key)
+    return g
+
+
+def close_shared() -> None:
+    """Close the process-wide graders (best effort); the next :func:`shared_grader` starts afresh."""
+    with _SHARED_LOCK:
+        graders = list(_SHARED.values())
+        _SHARED.clear()
+    for g in graders:
+        try:
+            g.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
 
 
 def default_grader() -> Grader:
-    """The process-wide Grader (default settings), created on first use."""
-    global _DEFAULT
-    g = _DEFAULT
-    if g is None:
-        with _DEFAULT_LOCK:
-            if _DEFAULT is None:
-                _DEFAULT = Grader()
-            g = _DEFAULT
-    return g
+    """The process-wide Grader with default settings (:func:`shared_grader`), created on first use."""
+    return shared_grader()
 
 
 def grade(gold: str, pred: str) -> bool:

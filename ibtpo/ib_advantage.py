@@ -42,7 +42,16 @@ def ib_node_advantages(tree: Tree, lam: float = 0.1, ib: IBParams | dict | None 
     return out
 
 
-@register_advantage("ibtpo")
+def check_params(params: dict) -> None:
+    """Config check of the IB-TPO advantage's parameters (``ValueError`` naming the key)."""
+    lam = params.get("lam")
+    if "lam" in params and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0 <= lam <= 1):
+        raise ValueError(f"advantage.lam: lam must be in [0, 1] (got {lam!r}; the paper uses 0.1, 0.5 collapses)")
+    if "std_ddof" in params and params["std_ddof"] not in (0, 1):
+        raise ValueError(f"advantage.std_ddof: 0 or 1 (got {params['std_ddof']!r})")
+
+
+@register_advantage("ibtpo", check=check_params)
 def ibtpo_advantage(tree: Tree, lam: float = 0.1, ib: IBParams | dict | None = None, std_ddof: int = 1,
                     shared_prefix_weighting: bool = False):
     adv = ib_node_advantages(tree, lam, ib, std_ddof)

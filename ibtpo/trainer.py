@@ -40,8 +40,9 @@ import torch
 from . import checkpoint as ckpt
 from .analysis.forks import FORK_KEYS, combine as combine_forks, progress as fork_progress, tree_forks
 from .distributed import Dist
+from .logprobs import sequence_logprobs
 from .losses import policy_loss
-from .registry import ADVANTAGES, SAMPLERS, get
+from .registry import build_advantage, build_sampler
 from .rollout.backend import SamplingParams
 from .rollout.context import RolloutContext
 from .trajectories import Trajectory, extract
@@ -49,35 +50,51 @@ from .trajectories import Trajectory, extract
 
 @dataclass
 class TrainSettings:
-    """Optimisation settings shared by every method (the ``train`` section of the config)."""
+    """Optimisation settings shared by every method: the config's ``train`` section plus the RL seed.
+    Keys, types and defaults are declared once, in the schema (``pipelines/schemas/config.schema.yaml``);
+    build one with :meth:`of`."""
 
-    steps: int = 20
-    batch_problems: int = 16  # problems per step; trajectories per step = batch_problems * G
-    checkpoint_every: int = 5
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip: float = 1.0
-    warmup_steps: int = 0
-    schedule: str = "constant"  # constant | cosine (after warm-up)
-    ppo_epochs: int = 1  # passes over one step's trajectories
-    minibatches: int = 1  # optimizer steps per pass
-    update_chunks: int = 4  # length-sorted chunks per minibatch (gradient accumulation; less padding)
-    seed: int = 0
-    num_processes: int = 1  # training processes (GPUs); > 1 is launched by ``accelerate launch``
-    parallel: str = "ddp"  # accelerate config under pipelines/accelerate/ when num_processes > 1
+    steps: int
+    batch_problems: int  # problems per step; trajectories per step = batch_problems * G
+    checkpoint_every: int
+    lr: float
+    weight_decay: float
+    betas: tuple[float, float]
+    grad_clip: float
+    warmup_steps: int
+    schedule: str  # constant | cosine (after warm-up)
+    ppo_epochs: int  # passes over one step's trajectories
+    minibatches: int  # optimizer steps per pass
+    update_chunks: int  # length-sorted chunks per minibatch (gradient accumulation; less padding)
+    num_processes: int  # training processes (GPUs); > 1 is launched by ``accelerate launch``
+    parallel: str  # accelerate config under pipelines/accelerate/ when num_processes > 1
+    seed: int = 0  # the RL seed (not a config key: the DAG's seeds list)
+
+    @classmethod
+    def of(cls, train: dict, seed: int = 0) -> "TrainSettings":
+        """From a ``train`` section (checked, completed with the schema's defaults)."""
+        from .config import fill_section
+
+        return cls(**fill_section("train", train), seed=seed)
 
 
 @dataclass
 class LossSettings:
-    """Loss settings of a method (the method's ``loss`` section)."""
+    """Loss settings of a method (its ``loss`` section; keys and defaults in the schema, build with
+    :meth:`of`). ``norm_len`` ``None``: the rollout's ``max_new_tokens``."""
 
-    clip_low: float = 0.2
-    clip_high: float = 0.2
-    kl_coef: float = 0.001
-    entropy_coef: float = 0.0
-    aggregation: str = "token-mean"
-    norm_len: int | None = None  # seq-mean-token-sum-norm constant; default max_new_tokens
+    clip_low: float
+    clip_high: float
+    kl_coef: float
+    entropy_coef: float
+    aggregation: str
+    norm_len: int | None
+
+    @classmethod
+    def of(cls, loss: dict | None = None) -> "LossSettings":
+        from .config import fill_section
+
+        return cls(**fill_section("method_defs.*.loss", loss))
 
 
 @dataclass
@@ -121,31 +138,6 @@ def problems_for_step(n_problems: int, batch: int, seed: int, step: int) -> list
     return out
 
 
-def sequence_logprobs(model, trajs: list[Trajectory], temperature: float, device, with_entropy: bool = False):
-    """Log-probs (and optionally full-distribution entropies) of each response token under ``model``
-    at ``logits / temperature``, as right-padded ``(B, R)`` tensors with a response mask."""
-    seqs = [t.prompt_ids + t.response_ids for t in trajs]
-    width = max(len(s) for s in seqs)
-    R = max(len(t.response_ids) for t in trajs)
-    ids = torch.zeros((len(seqs), width), dtype=torch.long)
-    attn = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.as_tensor(s)
-        attn[i, :len(s)] = 1
-    ids, attn = ids.to(device), attn.to(device)
-    logits = model(input_ids=ids, attention_mask=attn).logits.float() / temperature
-    # response token j of row i sits at position P_i + j and is predicted from position P_i + j - 1
-    P = torch.tensor([len(t.prompt_ids) for t in trajs], device=device)
-    pos = (P[:, None] - 1 + torch.arange(R, device=device)[None, :]).clamp(max=width - 2)
-    mask = torch.arange(R, device=device)[None, :] < torch.tensor([len(t.response_ids) for t in trajs], device=device)[:, None]
-    step_logits = logits.gather(1, pos[:, :, None].expand(-1, -1, logits.shape[-1]))
-    logp_all = torch.log_softmax(step_logits, dim=-1)
-    targets = ids.gather(1, (pos + 1).clamp(max=width - 1))
-    logp = logp_all.gather(-1, targets[:, :, None]).squeeze(-1)
-    ent = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
-    return logp, mask, ent
-
-
 def _pad(rows: list, R: int, device) -> torch.Tensor:
     out = torch.zeros((len(rows), R), dtype=torch.float32)
     for i, r in enumerate(rows):
@@ -162,16 +154,14 @@ class Trainer:
         self.dist = dist or Dist(device=torch.device(device))
         self.tokenizer, self.problems = tokenizer, problems
         self.method, self.cfg, self.sampling = method, train, sampling
-        self.loss_cfg = LossSettings(**method.loss)
+        self.loss_cfg = LossSettings.of(method.loss)
         self.device = torch.device(device)
         self.run_dir = Path(run_dir)
         self.ckpt_root = self.run_dir / "ckpt"
         self.log = log if self.dist.is_main else (lambda *_, **__: None)
         method.check_shared()
-        sampler_args = {k: v for k, v in method.sampler.items() if k != "name"}
-        self.sampler = get(SAMPLERS, "sampler", method.sampler["name"])(**sampler_args)
-        self.adv_fn = get(ADVANTAGES, "advantage", method.advantage["name"])
-        self.adv_args = {k: v for k, v in method.advantage.items() if k != "name"}
+        self.sampler = build_sampler(method.sampler)
+        self.advantage = build_advantage(method.advantage)  # advantage(tree): per-token values per leaf
         self.ctx = RolloutContext(backend, tokenizer, grader, sampling, prompt_template)
         # sharded parameters cannot generate (ragged decoding is no collective): keep a full copy
         self.gen_model = copy.deepcopy(model).requires_grad_(False) if self.dist.collective_forward else model
@@ -272,10 +262,10 @@ class Trainer:
         seed = rollout_seed(self.cfg.seed, self.step, self.dist.rank)
         trees = self.sampler.sample(batch, self.ctx, seed=seed) if batch else []
         t_gen = time.perf_counter() - t0
-        trajs = extract(trees, [self.adv_fn(t, **self.adv_args) for t in trees])
+        trajs = extract(trees, [self.advantage(t) for t in trees])
         t_adv = time.perf_counter() - t0 - t_gen
         self.ctx.backend.release()  # colocated engines free their memory for the update
-        metrics = self._update(trajs, self._global_layout(mine, trajs))
+        metrics = self.update(trajs, self._global_layout(mine, trajs))
         roll = self._rollout_stats(mine, trees, trajs)
         gen_tokens = sum(r["gen_tokens"] for r in roll)
         self.cum_tokens += gen_tokens
@@ -343,7 +333,7 @@ class Trainer:
                 (logits.sum() * 0.0).backward()
 
     @torch.no_grad()
-    def _frozen_logprobs(self, model, trajs: list[Trajectory], R: int, skip: frozenset = frozenset()) -> torch.Tensor:
+    def frozen_logprobs(self, model, trajs: list[Trajectory], R: int, skip: frozenset = frozenset()) -> torch.Tensor:
         """``(B, R)`` log-probs under ``model`` without gradients, computed in length-sorted chunks
         (rows in ``skip`` are left at zero)."""
         out = torch.zeros((len(trajs), R), device=self.device)
@@ -357,7 +347,7 @@ class Trainer:
             out[torch.as_tensor(chunk, device=self.device), :lp.shape[1]] = lp
         return out
 
-    def _update(self, trajs: list[Trajectory], layout: list[tuple[int, int, int]] | None = None) -> dict:
+    def update(self, trajs: list[Trajectory], layout: list[tuple[int, int, int]] | None = None) -> dict:
         """PPO-style passes over the step's trajectories. ``layout`` (from :meth:`_global_layout`)
         places this process's trajectories in the global batch; without it the batch is local."""
         if layout is None:
@@ -365,14 +355,14 @@ class Trainer:
         need_old = self.cfg.ppo_epochs > 1 or self.cfg.minibatches > 1
         R = max((len(t.response_ids) for t in trajs), default=1)
         adv_all = _pad([t.advantages for t in trajs], R, self.device)
-        ref_all = self._frozen_logprobs(self.ref_model, trajs, R) if self.ref_model is not None else None
+        ref_all = self.frozen_logprobs(self.ref_model, trajs, R) if self.ref_model is not None else None
         order = np.arange(len(layout))
         # The first minibatch of a single pass is updated before any optimizer step: its old
         # log-probs are its current ones (ratio 1), detached from its own forward, so the no-grad
         # pass for old log-probs covers only the later minibatches (a later pass revisits all).
         first = np.array_split(order, self.cfg.minibatches)[0] if self.cfg.ppo_epochs == 1 else []
         on_policy = frozenset(layout[g][1] for g in first if layout[g][0] == self.dist.rank)
-        old_all = self._frozen_logprobs(self.model, trajs, R, skip=on_policy) if need_old else None
+        old_all = self.frozen_logprobs(self.model, trajs, R, skip=on_policy) if need_old else None
         self.model.train()
         agg: dict[str, list[float]] = {}
         for epoch in range(self.cfg.ppo_epochs):

@@ -2,7 +2,8 @@
 
 Each leaf gives one sequence: the prompt, then every token on the path to the leaf. An advantage
 estimator returns one per-token advantage array per leaf (``tree.leaves()`` order); node-level
-estimators use :func:`broadcast_node_values` to give every token of node ``s`` the value ``A(s)``.
+estimators use :func:`broadcast_node_values` to give every token of node ``s`` the value ``A(s)``
+(or a trajectory-level value to every token of a leaf's path); every registered advantage goes through it.
 """
 
 from __future__ import annotations
@@ -25,11 +26,20 @@ class Trajectory:
     problem_index: int
 
 
-def broadcast_node_values(tree: Tree, node_value: dict[int, float]) -> list[np.ndarray]:
-    """Per leaf, the array ``[A(s) for s on the path for every token of s]``."""
+def broadcast_node_values(tree: Tree, node_value: dict[int, float],
+                          leaf_value: dict[int, float] | None = None) -> list[np.ndarray]:
+    """Per leaf (``tree.leaves()`` order), the float64 array ``[A(s) for s on the path for every token of s]``.
+
+    A leaf in ``leaf_value`` gets ``leaf_value[leaf]`` on every token of its path instead: a
+    trajectory-level value (GRPO's outcome advantage on any tree, TreeRL's -1 for a truncated response);
+    ``node_value`` then needs no entry for its nodes."""
     out = []
     for leaf in tree.leaves():
-        parts = [np.full(len(tree.nodes[n].token_ids), node_value[n], dtype=np.float64) for n in tree.path(leaf)]
+        path = tree.path(leaf)
+        if leaf_value is not None and leaf in leaf_value:
+            out.append(np.full(sum(len(tree.nodes[n].token_ids) for n in path), leaf_value[leaf], dtype=np.float64))
+            continue
+        parts = [np.full(len(tree.nodes[n].token_ids), node_value[n], dtype=np.float64) for n in path]
         out.append(np.concatenate(parts) if parts else np.zeros(0))
     return out
 

@@ -7,7 +7,7 @@ import torch
 from ibtpo.config import load_config
 from ibtpo.rollout.backend import SamplingParams
 from ibtpo.rollout.context import RolloutContext
-from ibtpo.trainer import sequence_logprobs
+from ibtpo.logprobs import sequence_logprobs
 from ibtpo.trajectories import Trajectory
 
 from test_ib import AlwaysRight, StepBackend
@@ -37,7 +37,7 @@ def test_entropy_bonus_raises_the_policy_entropy_after_a_step(tok, tmp_path, coe
         tr = make_trainer(tok, tmp_path / str(c), kl=0.0, lr=1e-2)
         tr.loss_cfg.entropy_coef = c
         before = policy_entropy(tr.model, trajs)
-        tr._update(trajs)  # advantages are all zero: only the entropy term can move the policy
+        tr.update(trajs)  # advantages are all zero: only the entropy term can move the policy
         after[c] = policy_entropy(tr.model, trajs)
     assert after[0.0] == pytest.approx(before, abs=1e-6)
     assert after[coef] > before + 1e-4

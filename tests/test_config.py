@@ -108,5 +108,5 @@ def test_trainer_refuses_a_method_whose_sampler_and_advantage_disagree(tok, tmp_
     model = build_tiny_llama(tok, n_layer=1, d_model=16, n_head=2, d_mlp=32)
     method = Method("x", {"name": "ibtree", "ib": {"pi_mode": "sibling"}}, {"name": "ibtpo", "ib": {"pi_mode": "raw"}})
     with pytest.raises(ValueError, match=r"sampler.ib .*sibling.* advantage.ib .*raw"):
-        Trainer(model, tok, [{"id": "1", "problem": "1+1", "answer": "2"}], method, TrainSettings(), SamplingParams(),
+        Trainer(model, tok, [{"id": "1", "problem": "1+1", "answer": "2"}], method, TrainSettings.of(dict(steps=1, batch_problems=1, checkpoint_every=1)), SamplingParams(),
                 None, None, tmp_path)

@@ -77,8 +77,8 @@ def make_trainer(run_dir, steps, dist=None, problems=PROBLEMS, batch=4):
     sampling = SamplingParams(max_new_tokens=8, stop_token_ids=(tok.eos_token_id,))
     method = Method("toy", {"name": "chains_per_problem", "G": 4}, {"name": "grpo"},
                     {"kl_coef": 0.05, "entropy_coef": 0.01})
-    settings = TrainSettings(steps=steps, batch_problems=batch, checkpoint_every=1, lr=1e-2, seed=3,
-                             ppo_epochs=2, minibatches=2, update_chunks=5, num_processes=dist.world if dist else 1)
+    settings = TrainSettings.of(dict(steps=steps, batch_problems=batch, checkpoint_every=1, lr=1e-2, ppo_epochs=2,
+                                     minibatches=2, update_chunks=5, num_processes=dist.world if dist else 1), seed=3)
     device = str(dist.device) if dist else "cpu"
     return Trainer(model, tok, problems, method, settings, sampling, HFBackend(model, tok.pad_token_id, device),
                    ParityReward(), run_dir, device=device, log=print, dist=dist)

@@ -71,13 +71,13 @@ def test_killed_training_job_resumes_bit_identically_through_snakemake(tmp_path)
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tok, tmp_path):
     tr = make_trainer(tok, tmp_path, steps=6, every=2)
-    good = tr.adv_fn
+    good = tr.advantage
 
-    def poisoned(tree, **kw):
-        advs = good(tree, **kw)
+    def poisoned(tree):
+        advs = good(tree)
         return [a * np.nan for a in advs] if tr.step == 3 else advs
 
-    tr.adv_fn = poisoned
+    tr.advantage = poisoned
     with pytest.raises(FloatingPointError, match="at step 4; step refused"):
         tr.fit()
     assert ckpt.list_steps(tmp_path / "ckpt") == [2]

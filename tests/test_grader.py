@@ -151,6 +151,20 @@ def test_module_level_grade():
     assert grade("\\frac{1}{2}", "\\boxed{0.6}") is False
 
 
+def test_evaluation_shares_the_module_graders():
+    """One owner of the process-wide graders (one per timeout): evaluation's ``get_grader`` hands out
+    the module's own, and closing them makes the next call start a fresh one."""
+    from ibtpo.eval.grading import close_all, get_grader
+    from ibtpo.grader import shared_grader
+
+    assert get_grader(2.0) is default_grader() is shared_grader()
+    assert get_grader(3) is shared_grader(3.0) is not default_grader()
+    old = get_grader(3.0)
+    close_all()
+    assert get_grader(3.0) is not old and default_grader() is shared_grader(2.0)
+    close_all()
+
+
 # ---------------------------------------------------------------------------------
 # Integer fast path
 # ---------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_a_budget_overrun_fails_with_the_figures(setup):
 
 
 @pytest.mark.parametrize("target, phase, keys", [
-    ("ibtpo.trainer.Trainer._update", "update_1", ["train.update_chunks (now 2)", "train.minibatches (now 2)",
+    ("ibtpo.trainer.Trainer.update", "update_1", ["train.update_chunks (now 2)", "train.minibatches (now 2)",
                                                    "4 sequences of", "rollout.max_new_tokens (now 12)"]),
     ("ibtpo.rollout.hf_backend.HFBackend.generate", "generation", ["train.batch_problems (now 3)", "3 x 5 = 15",
                                                                    "rollout.backend: vllm"]),
@@ -127,7 +127,7 @@ def test_out_of_memory_is_reported_with_what_to_change(setup, monkeypatch, targe
 
 def test_other_errors_are_not_disguised_as_memory(setup, monkeypatch):
     base, data = setup
-    monkeypatch.setattr("ibtpo.trainer.Trainer._update", lambda *a, **k: (_ for _ in ()).throw(ValueError("bug")))
+    monkeypatch.setattr("ibtpo.trainer.Trainer.update", lambda *a, **k: (_ for _ in ()).throw(ValueError("bug")))
     with pytest.raises(ValueError, match="bug"):
         preflight.run(_cfg(), base, data, log=lambda *_: None)
 

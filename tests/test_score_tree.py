@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from ibtpo.score_tree import TreeFormatError, score, tree_from_json
+from ibtpo.rollout.tree import Tree
+from ibtpo.rollout.tree_json import TreeFormatError
+from ibtpo.score_tree import score
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tree.json"
 
@@ -44,12 +46,12 @@ def test_score_tree_cli_matches_hand_computation():
 ])
 def test_bad_trees_are_refused(nodes, msg):
     with pytest.raises(TreeFormatError, match=msg):
-        tree_from_json({"nodes": nodes})
+        Tree.from_json({"nodes": nodes})
 
 
 def test_sampler_dump_round_trips():
-    t, ids = tree_from_json(json.loads(EXAMPLE.read_text()))
-    t2, ids2 = tree_from_json(t.to_json())
+    t, ids = Tree.from_json(json.loads(EXAMPLE.read_text()))
+    t2, ids2 = Tree.from_json(t.to_json())
     assert [r["ib_score"] for r in score(t, ids) if "ib_score" in r] == \
         pytest.approx([r["ib_score"] for r in score(t2, ids2) if "ib_score" in r])
 
@@ -156,7 +158,7 @@ def test_cli_missing_file_and_subprocess_nan(tmp_path):
 
 def test_valid_edge_cases_still_score():
     # fractional reward, integer ids, root with logprob_mean null (as Tree.to_json writes), n_tokens
-    t, ids = tree_from_json([{"id": 0, "parent": None, "logprob_mean": None, "n_tokens": 0},
+    t, ids = Tree.from_json([{"id": 0, "parent": None, "logprob_mean": None, "n_tokens": 0},
                              {"id": 1, "parent": 0, "logprob_mean": 0, "n_tokens": 3, "reward": 0.5},
                              {"id": 2, "parent": 0, "prob": 1, "reward": 1}])
     rows = score(t, ids)

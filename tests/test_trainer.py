@@ -26,7 +26,7 @@ def make_trainer(tok, run_dir, steps=30, seed=0, lr=1e-2, kl=0.0, every=10):
     sampling = SamplingParams(max_new_tokens=3, stop_token_ids=(tok.eos_token_id,))
     return Trainer(model, tok, PROBLEMS, Method("toy", {"name": "chains", "G": 8}, {"name": "grpo"},
                                                 {"kl_coef": kl}),
-                   TrainSettings(steps=steps, batch_problems=4, checkpoint_every=every, lr=lr, seed=seed),
+                   TrainSettings.of(dict(steps=steps, batch_problems=4, checkpoint_every=every, lr=lr), seed=seed),
                    sampling, HFBackend(model, tok.pad_token_id), StartsWithSeven(), run_dir, log=lambda *_: None)
 
 
@@ -67,7 +67,7 @@ def test_data_order_covers_each_epoch_once():
 
 def test_chunked_update_gives_the_unchunked_gradient(tok, tmp_path):
     """Length-sorted chunks with batch-level denominators reproduce the one-shot minibatch gradient."""
-    from ibtpo.trainer import sequence_logprobs
+    from ibtpo.logprobs import sequence_logprobs
     from ibtpo.losses import policy_loss
     from ibtpo.trajectories import Trajectory
 
@@ -90,7 +90,7 @@ def test_chunked_update_gives_the_unchunked_gradient(tok, tmp_path):
             from ibtpo.trainer import _pad
 
             adv = _pad([t.advantages for t in trajs], R, "cpu")
-            ref = tr._frozen_logprobs(tr.ref_model, trajs, R)
+            ref = tr.frozen_logprobs(tr.ref_model, trajs, R)
             tr.opt.zero_grad()
             parts = tr._accumulate_gradients(np.arange(len(trajs)), trajs, adv, None, ref)
             grads.append(torch.cat([p.grad.flatten() for p in tr.model.parameters()]))
@@ -125,21 +125,21 @@ def test_old_logprobs_are_computed_only_for_minibatches_after_the_first(tok, tmp
     ref_tr = copy.deepcopy(tr)
 
     seen = []
-    frozen = tr._frozen_logprobs
+    frozen = tr.frozen_logprobs
 
     def counting(model, trajs_, R, skip=frozenset()):
         seen.append((model is tr.model, len(trajs_) - len(skip)))
         return frozen(model, trajs_, R, skip)
 
-    tr._frozen_logprobs = counting
-    tr._update(trajs)
+    tr.frozen_logprobs = counting
+    tr.update(trajs)
     assert seen == [(False, 10), (True, 5)]  # reference model: all 10; old log-probs: the second 5
 
     # reference: old log-probs of every trajectory from the pre-update policy, both minibatches
     R = max(len(t.response_ids) for t in trajs)
     adv = _pad([t.advantages for t in trajs], R, "cpu")
-    ref = ref_tr._frozen_logprobs(ref_tr.ref_model, trajs, R)
-    old = ref_tr._frozen_logprobs(ref_tr.model, trajs, R)
+    ref = ref_tr.frozen_logprobs(ref_tr.ref_model, trajs, R)
+    old = ref_tr.frozen_logprobs(ref_tr.model, trajs, R)
     ref_tr.model.train()
     for mb in np.array_split(np.arange(10), 2):
         ref_tr.opt.zero_grad(set_to_none=True)

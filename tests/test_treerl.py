@@ -6,8 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from baselines.treerl import (EPTreeSampler, fork_mask, select_forks, split_node, treerl_advantage,
-                              treerl_node_values)
+from baselines.treerl import EPTreeSampler, fork_mask, select_forks, treerl_advantage, treerl_node_values
 from ibtpo.registry import ADVANTAGES, SAMPLERS, load_plugins
 from ibtpo.rollout.backend import Completion, SamplingParams
 from ibtpo.rollout.context import RolloutContext
@@ -29,6 +28,12 @@ def hand_tree():
     t.set_reward(a1, 1, "stop")
     t.set_reward(a2, 0, "length")
     return t, a, b, a1, a2
+
+
+def test_tree_subtree_and_leaves_under():
+    t, a, b, a1, a2 = hand_tree()
+    assert t.subtree(a) == [a, a1, a2] and t.subtree(b) == [b] and t.subtree(0) == [0, a, b, a1, a2]
+    assert t.leaves_under() == {0: [a1, a2, b], a: [a1, a2], a1: [a1], a2: [a2], b: [b]}
 
 
 def test_treerl_paper_values_by_hand():
@@ -137,13 +142,13 @@ def test_split_node_keeps_counts_and_paths(tok):
                                            t.nodes[l].reward, t.nodes[l].finish_reason) for l in t.leaves()}
 
     before = snapshot()
-    c = split_node(t, x, 5, dec)  # internal node
+    c = t.split_node(x, 5, dec)  # internal node
     assert t.nodes[x].text == "hello" and t.nodes[c].text == " world"
     assert t.nodes[x].children == [c] and sorted(t.nodes[c].children) == [y, z]
     assert t.nodes[y].parent == c and t.nodes[z].parent == c
     assert (t.nodes[c].n_leaves, t.nodes[c].n_correct) == (2, 1.0)
     assert (t.nodes[x].n_leaves, t.nodes[x].n_correct) == (2, 1.0)
-    d = split_node(t, z, 1, dec)  # a leaf: reward and finish reason move to the tail
+    d = t.split_node(z, 1, dec)  # a leaf: reward and finish reason move to the tail
     assert t.nodes[z].reward is None and not t.nodes[z].is_leaf
     assert t.nodes[d].reward == 0.0 and t.nodes[d].finish_reason == "length"
     assert (t.nodes[z].n_leaves, t.nodes[d].n_leaves) == (1, 1)
@@ -151,7 +156,7 @@ def test_split_node_keeps_counts_and_paths(tok):
     assert (t.root.n_leaves, t.root.n_correct) == (3, 2.0)
     assert t.generated_tokens == 11 + 3 + 4 + 2
     with pytest.raises(ValueError):
-        split_node(t, y, 0, dec)
+        t.split_node(y, 0, dec)
 
 
 class CharBackend:

@@ -4,38 +4,27 @@ The lm-eval task code (``pipelines/tasks/utils.py``, copied next to each resolve
 through :func:`get_grader`; :func:`ibtpo.eval.run.evaluate_checkpoint` closes it with
 :func:`close_all` when the run is over. The grader is the project's one grader
 (``ibtpo.grader.Grader``: math-verify, ``grade(gold, pred)``, bounded time per sample, a timeout
-counts as wrong and is counted).
+counts as wrong and is counted), and the process-wide instances are the ones :mod:`ibtpo.grader`
+keeps (:func:`ibtpo.grader.shared_grader`): evaluation keeps none of its own.
 """
 
 from __future__ import annotations
 
 import threading
 
-_LOCK = threading.Lock()
-_GRADERS: dict[float, object] = {}
-
 
 def get_grader(timeout_s: float = 2.0):
-    """The process-wide grader for this timeout (created on first use)."""
-    from ibtpo.grader import Grader
+    """The process-wide grader for this timeout (:func:`ibtpo.grader.shared_grader`, created on first use)."""
+    from ibtpo.grader import shared_grader
 
-    key = float(timeout_s)
-    with _LOCK:
-        g = _GRADERS.get(key)
-        if g is None:
-            g = _GRADERS[key] = Grader(timeout_s=key)
-        return g
+    return shared_grader(timeout_s)
 
 
 def close_all() -> None:
-    with _LOCK:
-        graders = list(_GRADERS.values())
-        _GRADERS.clear()
-    for g in graders:
-        try:
-            g.close()
-        except Exception:  # noqa: BLE001 - closing is best effort
-            pass
+    """Close the process-wide graders (:func:`ibtpo.grader.close_shared`) when the run is over."""
+    from ibtpo.grader import close_shared
+
+    close_shared()
 
 
 def prewarm(timeout_s: float = 2.0) -> threading.Thread:

@@ -36,9 +36,8 @@ import re
 import shutil
 from pathlib import Path
 
-REQUIRED_SPEC = ("prompt_template", "temperature", "top_p", "max_new_tokens", "k")
-DEFAULT_SPEC = {"top_k": 0, "pass_at": [1], "batch_size": 32, "grader_timeout_s": 2.0, "stop": []}
-KNOWN_SPEC = set(REQUIRED_SPEC) | set(DEFAULT_SPEC)
+SPEC_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "k", "pass_at", "batch_size", "grader_timeout_s",
+             "stop")  # the config's evaluation keys that shape generation and grading (+ prompt_template)
 BENCH_KEYS = {"path", "problem_field", "answer_field", "id_field", "limit", "lm_eval_task"}
 FILTER_NAME = "all"
 
@@ -54,39 +53,49 @@ def template_dir() -> Path:
     return d
 
 
+def evaluation_spec(cfg: dict) -> dict:
+    """The eval spec of a validated config: its ``prompt_template`` and the ``evaluation`` keys of
+    :data:`SPEC_KEYS`."""
+    return {"prompt_template": cfg["prompt_template"], **{k: cfg["evaluation"][k] for k in SPEC_KEYS if k in cfg["evaluation"]}}
+
+
+def _spec_schema() -> dict:
+    """The eval spec's schema: the config schema's ``evaluation`` entries of :data:`SPEC_KEYS` and its
+    ``prompt_template`` (one declaration of types, ranges and defaults for the DAG and for callers
+    of :func:`resolve_spec`)."""
+    from ..config import schema, section_schema
+
+    ev = section_schema("evaluation")
+    props = {k: ev["properties"][k] for k in SPEC_KEYS}
+    props["prompt_template"] = schema()["properties"]["prompt_template"]
+    return {"$defs": ev["$defs"], "type": "object", "additionalProperties": False,
+            "required": ["prompt_template", "k"], "properties": props}
+
+
 def resolve_spec(spec: dict) -> dict:
-    """Validate the eval spec and fill in defaults; returns a new dict."""
-    missing = [k for k in REQUIRED_SPEC if k not in spec]
-    if missing:
-        raise ValueError(f"eval spec is missing {missing}")
-    unknown = set(spec) - KNOWN_SPEC
-    if unknown:
-        raise ValueError(f"eval spec has unknown keys {sorted(unknown)}; known: {sorted(KNOWN_SPEC)}")
-    s = {**DEFAULT_SPEC, **spec}
-    s["temperature"] = float(s["temperature"])
-    s["top_p"] = float(s["top_p"])
-    s["top_k"] = int(s["top_k"] or 0)
-    s["max_new_tokens"] = int(s["max_new_tokens"])
-    s["k"] = int(s["k"])
-    s["pass_at"] = sorted({int(j) for j in s["pass_at"]})
-    s["batch_size"] = int(s["batch_size"])
-    s["grader_timeout_s"] = float(s["grader_timeout_s"])
-    s["stop"] = [s["stop"]] if isinstance(s["stop"], str) else list(s["stop"] or [])
-    if "{problem}" not in s["prompt_template"]:
-        raise ValueError("eval spec prompt_template must contain {problem}")
+    """Validate the eval spec against the config schema and fill in its defaults (``pass_at``: ``[1, k]``);
+    returns a new dict. Errors name the config key (``evaluation.top_p: ...``)."""
+    import jsonschema
+
+    from ..config import apply_defaults
+
+    node = _spec_schema()
+    errors = sorted(jsonschema.Draft202012Validator(node).iter_errors(spec), key=lambda e: [str(p) for p in e.path])
+    if errors:
+        def key(e):
+            path = ".".join(str(p) for p in e.absolute_path)
+            return path if path.split(".")[0] == "prompt_template" else f"evaluation.{path}" if path else "eval spec"
+        raise ValueError("; ".join(f"{key(e)}: {e.message}" for e in errors))
+    s = apply_defaults(dict(spec), node)
+    s["pass_at"] = sorted({int(j) for j in s.get("pass_at", [1, s["k"]])})
     try:
         s["prompt_template"].format(problem="x")
     except (KeyError, IndexError, ValueError) as e:
-        raise ValueError(f"eval spec prompt_template is not a format string with only {{problem}} "
+        raise ValueError(f"prompt_template: not a format string with only {{problem}} "
                          f"(escape literal braces as {{{{ }}}}): {e!r}") from e
-    if s["temperature"] <= 0:
-        raise ValueError("eval spec temperature must be > 0 (sampling; avg@k over k samples)")
-    if not 0 < s["top_p"] <= 1:
-        raise ValueError("eval spec top_p must be in (0, 1]")
-    if s["top_k"] < 0 or s["max_new_tokens"] < 1 or s["k"] < 1 or s["batch_size"] < 1:
-        raise ValueError("eval spec: top_k >= 0, max_new_tokens >= 1, k >= 1, batch_size >= 1")
-    if not s["pass_at"] or any(j < 1 or j > s["k"] for j in s["pass_at"]):
-        raise ValueError(f"eval spec pass_at must be a non-empty list of 1 <= j <= k={s['k']}")
+    over = [j for j in s["pass_at"] if j > s["k"]]
+    if over:
+        raise ValueError(f"evaluation.pass_at: {over[0]} exceeds evaluation.k ({s['k']}) samples per problem")
     return s
 
 

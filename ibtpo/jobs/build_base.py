@@ -34,3 +34,18 @@ def run(cfg: dict, sft_data: str | Path, out_dir: str | Path, index: int = 0) ->
         shutil.rmtree(out_dir)
     tmp.replace(out_dir)
     return out_dir
+
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--sft-data", required=True, help="the supervised warm-up problems (make-data's sft.jsonl)")
+    p.add_argument("--out", required=True, help="output directory (HF format; replaced atomically)")
+    p.add_argument("--index", type=int, default=0,
+                   help="base model i of policy.base_models: SFT seed policy.sft.seed + i (default %(default)s)")
+
+
+def main(args) -> int:
+    from . import job_config
+
+    print(f"[build-base] wrote {run(job_config(args), args.sft_data, args.out, args.index)}")
+    return 0

@@ -313,3 +313,24 @@ def run(cfg: dict, manifest: dict, out_md: str | Path, out_json: str | Path) -> 
     md = to_markdown(cfg, claims)
     Path(out_md).write_text(md)
     return claims
+
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--manifest", required=True,
+                   help="JSON: final evaluation files per method (rows, base, base_aa), every checkpoint's per "
+                        "method and seed (curves), probes, the Table 3 details and the figures (see the claims rule)")
+    p.add_argument("--md", required=True, help="the report (Markdown)")
+    p.add_argument("--json", required=True, help="the same claims as JSON")
+
+
+def main(args) -> int:
+    from . import job_config, read_json
+
+    man = read_json(args.manifest)
+    # JSON keys are strings; seeds and steps are numbers
+    man["curves"] = {m: {int(s): {**r, "steps": {int(st): v for st, v in r["steps"].items()}} for s, r in seeds.items()}
+                     for m, seeds in man.get("curves", {}).items()}
+    run(job_config(args, quiet_transformers=False), man, args.md, args.json)
+    print(Path(args.md).read_text())
+    return 0

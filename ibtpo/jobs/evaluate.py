@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from . import add_checkpoint, checkpoint_arg, job_config
 from ..eval.run import evaluate_checkpoint
+from ..eval.tasks import evaluation_spec
 
 
 def run(cfg: dict, checkpoint: str | Path, bench_dir: str | Path, out_dir: str | Path, seed: int = 0) -> dict:
     ev = cfg["evaluation"]
-    spec = {"prompt_template": cfg["prompt_template"], **{k: ev[k] for k in (
-        "temperature", "top_p", "top_k", "max_new_tokens", "k", "pass_at", "batch_size", "grader_timeout_s")}}
     benchmarks = {b: {"path": str(Path(bench_dir) / f"{b}.jsonl")} for b in ev["benchmarks"]}
-    return evaluate_checkpoint(str(checkpoint), benchmarks, spec, str(out_dir), device=cfg["device"], seed=seed,
-                               model=ev["model"])
+    return evaluate_checkpoint(str(checkpoint), benchmarks, evaluation_spec(cfg), str(out_dir), device=cfg["device"],
+                               seed=seed, model=ev["model"])
 
 
-def checkpoint_of(marker: str | Path) -> str:
-    """Train jobs declare small marker files; each names its checkpoint directory."""
-    return json.loads(Path(marker).read_text())["checkpoint"]
+def add_arguments(p) -> None:
+    add_checkpoint(p)
+    p.add_argument("--bench-dir", required=True, help="folder of <benchmark>.jsonl files (make-data's bench/)")
+    p.add_argument("--out-dir", required=True, help="writes <benchmark>.json (metrics, per-problem records) here")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed of the evaluation (default %(default)s)")
+
+
+def main(args) -> int:
+    run(job_config(args), checkpoint_arg(args), args.bench_dir, args.out_dir, seed=args.seed)
+    return 0

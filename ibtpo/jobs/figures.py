@@ -173,3 +173,25 @@ def run(runs: dict, base_eval: list, base_probe: str | Path, labels: dict[str, s
     plot_training(logs, labels, out_dir, title)
     plot_forks(logs, labels, out_dir, title)
     return df
+
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--manifest", required=True,
+                   help='JSON {"runs": {method: {seed: {"metrics": file, "steps": {step: {"eval": [files], '
+                        '"probe": file}}}}}, "base_eval": [files], "base_probe": file}')
+    p.add_argument("--out-dir", required=True, help="folder for the figures and dynamics.csv")
+    p.add_argument("--title", default="", help="figure title prefix (default: '<preset> preset')")
+
+
+def main(args) -> int:
+    from . import job_config, read_json
+
+    cfg = job_config(args, quiet_transformers=False)
+    man = read_json(args.manifest)
+    runs = {m: {int(s): {**r, "steps": {int(st): v for st, v in r["steps"].items()}} for s, r in seeds.items()}
+            for m, seeds in man["runs"].items()}  # JSON keys are strings; seeds and steps are numbers
+    from .table1 import labels
+
+    run(runs, man["base_eval"], man["base_probe"], labels(cfg), args.out_dir, args.title or f"{cfg['preset']} preset")
+    return 0

@@ -83,3 +83,16 @@ def _report_overlap(train_rows: list[dict], bench_problems: dict[str, set]) -> N
         n = len(train & keys)
         if n:
             print(f"[make-data] note: {n} problem(s) of benchmark {name} also appear verbatim in the training data")
+
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--out-dir", required=True, help="writes bench/<name>.jsonl, train.jsonl and sft.jsonl here")
+
+
+def main(args) -> int:
+    from . import job_config
+
+    for name, path in run(job_config(args, quiet_transformers=False), args.out_dir).items():
+        print(f"[make-data] {name}: {path}")
+    return 0

@@ -7,7 +7,7 @@ allocates what a training job allocates and runs one step's worst case at full s
    :class:`~ibtpo.trainer.Trainer` itself the reference model (when any method has a KL term) and
    the optimizer;
 2. **update** (twice: the second runs with AdamW's moment buffers allocated, as every step after the
-   first does): the trainer's own ``_update`` on the largest gradient-accumulation chunk of the
+   first does): the trainer's own ``update`` on the largest gradient-accumulation chunk of the
    preset, every sequence as long as it can be (the longest training prompt + ``rollout.max_new_tokens``
    response tokens), plus the no-grad log-prob pass of the reference (or old) policy at its own
    largest chunk;
@@ -43,9 +43,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+
+from ..rollout.vllm_backend import VLLMSettings
 
 GIB = 2**30
 
@@ -101,21 +104,21 @@ def make_plan(cfg: dict, prompt_tokens: int) -> Plan:
     mdefs = {m: cfg["method_defs"][m] for m in cfg["methods"]}
     Gs = {m: sampler_G(d["sampler"]) for m, d in mdefs.items()}
     method = max(Gs, key=lambda m: (Gs[m], -cfg["methods"].index(m)))
-    losses = [d.get("loss", {}) for d in mdefs.values()]
-    kl = max(float(l.get("kl_coef", 0.001)) for l in losses)  # 0.001: LossSettings' default
-    ent = max(float(l.get("entropy_coef", 0.0)) for l in losses)
-    loss = {**mdefs[method].get("loss", {}), "kl_coef": kl, "entropy_coef": ent}
-    processes = int(t.get("num_processes", 1))
+    losses = [d["loss"] for d in mdefs.values()]  # completed with the schema's defaults
+    kl = max(float(l["kl_coef"]) for l in losses)
+    ent = max(float(l["entropy_coef"]) for l in losses)
+    loss = {**mdefs[method]["loss"], "kl_coef": kl, "entropy_coef": ent}
+    processes = int(t["num_processes"])
     problems = math.ceil(t["batch_problems"] / processes)
     n = problems * Gs[method]
-    minibatches, chunks = int(t.get("minibatches", 1)), int(t.get("update_chunks", 4))  # TrainSettings defaults
+    minibatches, chunks = int(t["minibatches"]), int(t["update_chunks"])
     max_new = cfg["rollout"]["max_new_tokens"]
     return Plan(method=method, G=Gs[method], problems=problems, trajectories=n,
                 update_chunk=largest_split(largest_split(n, minibatches), chunks),
                 frozen_chunk=largest_split(n, chunks), prompt_tokens=prompt_tokens, max_new_tokens=max_new,
                 seq_len=prompt_tokens + max_new, reference_model=kl > 0, entropy_term=ent > 0,
-                need_old=int(t.get("ppo_epochs", 1)) > 1 or minibatches > 1, loss=loss, processes=processes,
-                parallel=t.get("parallel", "ddp") if processes > 1 else "single")
+                need_old=int(t["ppo_epochs"]) > 1 or minibatches > 1, loss=loss, processes=processes,
+                parallel=t["parallel"] if processes > 1 else "single")
 
 
 def longest_prompt(problems: list[dict], tokenizer, template: str) -> tuple[int, list[int]]:
@@ -203,7 +206,7 @@ def advice(phase: str, cfg: dict, plan: Plan, est: dict | None) -> list[str]:
     """What to change in the config when ``phase`` runs out of memory."""
     t, ro = cfg["train"], cfg["rollout"]
     vllm = ro["backend"] == "vllm"
-    vcfg = ro.get("vllm") or {}
+    gpu_share = VLLMSettings.from_config(ro.get("vllm")).gpu_memory_utilization if vllm else None
     shape = f"{plan.seq_len} tokens ({plan.prompt_tokens} prompt + {plan.max_new_tokens} new)"
     if phase == "load":
         size = "" if est is None else (f" (fp32: {est['weights']:.2f} GiB of weights"
@@ -211,12 +214,12 @@ def advice(phase: str, cfg: dict, plan: Plan, est: dict | None) -> list[str]:
         out = [f"the models do not fit{size}: use a smaller policy.base, or train.num_processes > 1 with "
                "train.parallel: fsdp to shard weights, gradients and optimizer state"]
         if vllm:
-            out.append(f"lower rollout.vllm.gpu_memory_utilization (now {vcfg.get('gpu_memory_utilization', 0.4)}): "
+            out.append(f"lower rollout.vllm.gpu_memory_utilization (now {gpu_share}): "
                        "vLLM takes that share of the GPU when it starts")
         return out
     if phase == "generation":
         if vllm:
-            return [f"lower rollout.vllm.gpu_memory_utilization (now {vcfg.get('gpu_memory_utilization', 0.4)}) "
+            return [f"lower rollout.vllm.gpu_memory_utilization (now {gpu_share}) "
                     "or rollout.vllm.max_num_seqs; keep rollout.vllm.sleep: true so the engine frees its memory "
                     "during the update", f"lower rollout.max_new_tokens (now {plan.max_new_tokens})"]
         return [f"the HF backend keeps {plan.problems} x {plan.G} = {plan.trajectories} sequences of {shape} in its "
@@ -224,7 +227,7 @@ def advice(phase: str, cfg: dict, plan: Plan, est: dict | None) -> list[str]:
                 f"(now {plan.max_new_tokens}), or use rollout.backend: vllm on a GPU"]
     logits = "" if est is None else f" (float32 logits alone: {est['chunk_logits']:.2f} GiB)"
     out = [f"the largest update chunk holds {plan.update_chunk} sequences of {shape}{logits}: raise "
-           f"train.update_chunks (now {t.get('update_chunks', 4)}) or train.minibatches (now {t.get('minibatches', 1)}) "
+           f"train.update_chunks (now {t['update_chunks']}) or train.minibatches (now {t['minibatches']}) "
            "to make chunks smaller",
            f"lower rollout.max_new_tokens (now {plan.max_new_tokens}) or train.batch_problems (now {t['batch_problems']})"]
     if est is not None:
@@ -261,35 +264,63 @@ def _load_policy(base: str, device: str):
     return AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(device)
 
 
-def _make_backend(cfg: dict, model, tokenizer, base: str, device: str):
-    if cfg["rollout"]["backend"] == "vllm":
-        from ..rollout.vllm_backend import build_backend
+@dataclasses.dataclass
+class _Preflight:
+    """What the phases of one preflight share: the preset, its worst case, the device, the report
+    being filled, the memory budget, the size estimates (once the model is loaded) and the phase
+    now running (an out-of-memory error is reported against it)."""
 
-        return build_backend(cfg, model, base)
-    from .train import make_backend
+    cfg: dict
+    plan: Plan
+    device: torch.device
+    report: dict
+    max_memory_gb: float | None
+    log: Callable
+    est: dict | None = None
+    phase: str = "load"
 
-    return make_backend(cfg, model, tokenizer)
+    def start(self, name: str) -> None:
+        """Enter phase ``name``: errors now belong to it, and the device's peak counts from here."""
+        self.phase = name
+        reset_peak(self.device)
+
+    def finish(self, name: str, extra: dict | None = None) -> dict:
+        """Record phase ``name``'s memory figures (and ``extra``) in the report, print them, and fail
+        when the peak is above the budget."""
+        snap = snapshot(self.device)
+        self.report["phases"][name] = {"memory": snap, **(extra or {})}
+        self.log(f"[preflight] {name}: {_fmt(snap)}")
+        if self.max_memory_gb is not None and peak_gib(snap) > self.max_memory_gb:
+            raise PreflightFailed(_failure(f"{name}: peak {peak_gib(snap):.2f} GiB exceeds the budget of "
+                                           f"{self.max_memory_gb} GiB (--max-memory-gb)", name, self.cfg, self.plan,
+                                           self.est, snap))
+        return snap
+
+    def out_of_memory(self, e: BaseException) -> PreflightFailed:
+        """The failure to raise for out-of-memory error ``e`` in the running phase."""
+        return PreflightFailed(_failure(f"{self.phase}: out of memory ({type(e).__name__}: {str(e).strip()[:400]})",
+                                        self.phase, self.cfg, self.plan, self.est, snapshot(self.device)))
 
 
-def run(cfg: dict, base: str | Path, train_data: str | Path, out: str | Path | None = None,
-        max_memory_gb: float | None = None, log=print) -> dict:
-    """Run the preflight (module doc); returns the report, raises :class:`PreflightFailed`."""
-    from transformers import AutoTokenizer
-
-    from ..data.problems import load_problems
-    from ..trainer import Method, Trainer, TrainSettings
-    from .train import rollout_sampling
-
-    t_start = time.perf_counter()
-    base = str(base)
-    device = torch.device(cfg["device"])
-    if device.type == "cuda":  # figures of this run only, not of memory an earlier caller left cached
+def _before_loading(cfg: dict, device: torch.device) -> None:
+    """Start from a clean device (figures of this run only, not of memory an earlier caller left
+    cached) and fail on a missing vLLM before loading anything."""
+    if device.type == "cuda":
         gc.collect()
         torch.cuda.empty_cache()
-    if cfg["rollout"]["backend"] == "vllm":  # fail on a missing vLLM before loading anything
+    if cfg["rollout"]["backend"] == "vllm":
         from ..rollout.vllm_backend import require_vllm
 
         require_vllm("rollout.backend: vllm")
+
+
+def _worst_case(cfg: dict, base: str, train_data: str | Path):
+    """The tokenizer, the training problems, the longest prompt (row, ids) and the preset's
+    worst-case :class:`Plan`; a sharded (fsdp) preset is refused here, before any model is loaded."""
+    from transformers import AutoTokenizer
+
+    from ..data.problems import load_problems
+
     tokenizer = AutoTokenizer.from_pretrained(base)
     problems = load_problems(train_data)
     row, prompt = longest_prompt(problems, tokenizer, cfg["prompt_template"])
@@ -300,6 +331,95 @@ def run(cfg: dict, base: str | Path, train_data: str | Path, out: str | Path | N
                               "and optimizer state, and this preflight runs one process with the whole model (it "
                               "would report an out-of-memory that training does not have). It is exact for ddp and "
                               "one process; for fsdp, run one training step under accelerate instead")
+    return tokenizer, problems, row, prompt, plan
+
+
+def _load_phase(pf: _Preflight, base: str, tokenizer, problems: list[dict], run_dir: str):
+    """Phase ``load``: the policy, the generation backend and, through the trainer, the reference
+    model and the optimizer (one chunk, one minibatch, one pass: the update phases size the chunk)."""
+    from ..rollout.factory import make_backend, rollout_sampling
+    from ..trainer import Method, Trainer, TrainSettings
+
+    cfg, plan = pf.cfg, pf.plan
+    pf.start("load")
+    model = _load_policy(base, str(pf.device))
+    n_params = sum(p.numel() for p in model.parameters())
+    pf.est = estimates(cfg, plan, n_params, int(model.config.vocab_size))
+    pf.report["estimates_gib"] = pf.est
+    backend = make_backend(cfg, model, tokenizer, model_path=base)
+    sampling = rollout_sampling(cfg, tokenizer)
+    mdef = cfg["method_defs"][plan.method]
+    settings = TrainSettings.of({**cfg["train"], "update_chunks": 1, "minibatches": 1, "ppo_epochs": 1,
+                                 "num_processes": 1})
+    trainer = Trainer(model, tokenizer, problems, Method(plan.method, mdef["sampler"], mdef["advantage"], plan.loss),
+                      settings, sampling, backend, None, run_dir, cfg["prompt_template"], str(pf.device),
+                      log=lambda *a, **k: None)
+    pf.finish("load", {"parameters": n_params})
+    return model, backend, trainer
+
+
+def _update_phase(pf: _Preflight, trainer, chunk: list, frozen: list, name: str) -> None:
+    """Phase ``name``: the no-grad log-prob pass of the reference (or old) policy on ``frozen``,
+    when the worst case has one, then the trainer's update on ``chunk``."""
+    plan = pf.plan
+    pf.start(name)
+    t0 = time.perf_counter()
+    if plan.reference_model or plan.need_old:
+        trainer.frozen_logprobs(trainer.ref_model if plan.reference_model else trainer.model, frozen,
+                                plan.max_new_tokens)
+    m = trainer.update(chunk)
+    if pf.device.type == "cuda":
+        torch.cuda.synchronize(pf.device)
+    pf.finish(name, {"seconds": time.perf_counter() - t0, "loss_metrics": m})
+
+
+def _generation_phase(pf: _Preflight, backend, sampling, prompt: list[int]) -> None:
+    """Phase ``generation``: one backend call, ``G`` samples for each of the step's copies of the
+    longest prompt, with no stop token so every sample runs to ``max_new_tokens``."""
+    plan = pf.plan
+    pf.start("generation")
+    t0 = time.perf_counter()
+    params = dataclasses.replace(sampling, stop_token_ids=())  # no stop: every sample runs to the end
+    outs = backend.generate([prompt] * plan.problems, plan.G, params, seed=0)
+    gen_tokens = sum(len(c.token_ids) for o in outs for c in o)
+    pf.finish("generation", {"seconds": time.perf_counter() - t0, "sequences": plan.problems * plan.G,
+                             "tokens_generated": gen_tokens})
+
+
+def _weight_sync_phase(pf: _Preflight, backend, model) -> None:
+    """Phase ``weight_sync`` (vLLM): the engine samples from the updated weights."""
+    pf.start("weight_sync")
+    res = backend.check_weight_sync(model)
+    pf.finish("weight_sync", {"logprob_gap": res})
+
+
+def _summarise(report: dict, t_start: float, device: torch.device, log) -> None:
+    """The overall peak, the phase it came from and the run time, into the report and the log."""
+    peaks = {k: peak_gib(v["memory"]) for k, v in report["phases"].items()}
+    report["peak_gib"] = max(peaks.values())
+    report["peak_phase"] = max(peaks, key=peaks.get)
+    report["seconds"] = time.perf_counter() - t_start
+    log(f"[preflight] OK: peak {report['peak_gib']:.2f} GiB in {report['peak_phase']} "
+        f"({'CUDA allocator / device' if device.type == 'cuda' else 'RSS'}); {report['seconds']:.1f} s")
+
+
+def _write_report(report: dict, out: str | Path) -> None:
+    """Write the report as JSON to ``out``, atomically."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(out.name + ".tmp")
+    tmp_out.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    os.replace(tmp_out, out)
+
+
+def run(cfg: dict, base: str | Path, train_data: str | Path, out: str | Path | None = None,
+        max_memory_gb: float | None = None, log=print) -> dict:
+    """Run the preflight (module doc); returns the report, raises :class:`PreflightFailed`."""
+    t_start = time.perf_counter()
+    base = str(base)
+    device = torch.device(cfg["device"])
+    _before_loading(cfg, device)
+    tokenizer, problems, row, prompt, plan = _worst_case(cfg, base, train_data)
     report: dict = {"preset": cfg.get("preset"), "base": base, "device": str(device),
                     "backend": cfg["rollout"]["backend"], "plan": dataclasses.asdict(plan),
                     "longest_prompt_row": row, "phases": {}}
@@ -307,100 +427,32 @@ def run(cfg: dict, base: str | Path, train_data: str | Path, out: str | Path | N
         f"{plan.problems} problems x {plan.G} = {plan.trajectories} sequences of up to {plan.seq_len} tokens "
         f"({plan.prompt_tokens} prompt, row {row + 1} of {train_data}, + {plan.max_new_tokens} new); update chunk "
         f"{plan.update_chunk}, no-grad chunk {plan.frozen_chunk}; reference model: {plan.reference_model}")
-    est = None
-    phase = "load"
-    state = {}
-
-    def finish(name: str, extra: dict | None = None) -> dict:
-        snap = snapshot(device)
-        report["phases"][name] = {"memory": snap, **(extra or {})}
-        log(f"[preflight] {name}: {_fmt(snap)}")
-        if max_memory_gb is not None and peak_gib(snap) > max_memory_gb:
-            raise PreflightFailed(_failure(f"{name}: peak {peak_gib(snap):.2f} GiB exceeds the budget of "
-                                           f"{max_memory_gb} GiB (--max-memory-gb)", name, cfg, plan, est, snap))
-        return snap
-
+    pf = _Preflight(cfg, plan, device, report, max_memory_gb, log)
     try:
         with tempfile.TemporaryDirectory(prefix="ibtpo-preflight-") as tmp:
-            reset_peak(device)
-            model = _load_policy(base, str(device))
-            n_params = sum(p.numel() for p in model.parameters())
-            vocab = int(model.config.vocab_size)
-            est = estimates(cfg, plan, n_params, vocab)
-            report["estimates_gib"] = est
-            backend = _make_backend(cfg, model, tokenizer, base, str(device))
-            sampling = rollout_sampling(cfg, tokenizer)
-            mdef = cfg["method_defs"][plan.method]
-            fields = {f.name for f in dataclasses.fields(TrainSettings)}
-            settings = TrainSettings(**{k: v for k, v in {**cfg["train"], "update_chunks": 1, "minibatches": 1,
-                                                          "ppo_epochs": 1, "num_processes": 1}.items()
-                                        if k in fields})
-            trainer = Trainer(model, tokenizer, problems, Method(plan.method, mdef["sampler"], mdef["advantage"],
-                                                                 plan.loss),
-                              settings, sampling, backend, None, tmp, cfg["prompt_template"], str(device),
-                              log=lambda *a, **k: None)
-            finish("load", {"parameters": n_params})
+            model, backend, trainer = _load_phase(pf, base, tokenizer, problems, tmp)
             release = getattr(backend, "release", lambda: None)
-
+            vocab = int(model.config.vocab_size)
             chunk = _fake_trajectories(plan, prompt, plan.update_chunk, vocab)
             frozen = _fake_trajectories(plan, prompt, plan.frozen_chunk, vocab, seed=1)
             before = [p.detach().clone() for p in list(model.parameters())[:4]]
-
-            def update(name: str) -> None:
-                nonlocal phase
-                phase = name
-                reset_peak(device)
-                t0 = time.perf_counter()
-                if plan.reference_model or plan.need_old:
-                    trainer._frozen_logprobs(trainer.ref_model if plan.reference_model else trainer.model,
-                                             frozen, plan.max_new_tokens)
-                m = trainer._update(chunk)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                finish(name, {"seconds": time.perf_counter() - t0, "loss_metrics": m})
-
+            release()  # the engine sleeps during the update
+            _update_phase(pf, trainer, chunk, frozen, "update_1")
+            _generation_phase(pf, backend, trainer.sampling, prompt)
             release()
-            update("update_1")
-
-            phase = "generation"
-            reset_peak(device)
-            t0 = time.perf_counter()
-            params = dataclasses.replace(sampling, stop_token_ids=())  # no stop: every sample runs to the end
-            outs = backend.generate([prompt] * plan.problems, plan.G, params, seed=0)
-            gen_tokens = sum(len(c.token_ids) for o in outs for c in o)
-            finish("generation", {"seconds": time.perf_counter() - t0, "sequences": plan.problems * plan.G,
-                                  "tokens_generated": gen_tokens})
-            release()
-
-            update("update_2")
-            state["params_changed"] = any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters()))
-            report["params_changed"] = state["params_changed"]
-
+            _update_phase(pf, trainer, chunk, frozen, "update_2")  # with AdamW's moments allocated
+            report["params_changed"] = any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters()))
             if cfg["rollout"]["backend"] == "vllm":
-                phase = "weight_sync"
-                reset_peak(device)
-                res = backend.check_weight_sync(model)
-                finish("weight_sync", {"logprob_gap": res})
+                _weight_sync_phase(pf, backend, model)
     except PreflightFailed:
         raise
     except Exception as e:  # noqa: BLE001 - out of memory is the case this job exists for
         if not is_oom(e):
             raise
-        snap = snapshot(device)
-        raise PreflightFailed(_failure(f"{phase}: out of memory ({type(e).__name__}: {str(e).strip()[:400]})",
-                                       phase, cfg, plan, est, snap)) from None
-    peaks = {k: peak_gib(v["memory"]) for k, v in report["phases"].items()}
-    report["peak_gib"] = max(peaks.values())
-    report["peak_phase"] = max(peaks, key=peaks.get)
-    report["seconds"] = time.perf_counter() - t_start
-    log(f"[preflight] OK: peak {report['peak_gib']:.2f} GiB in {report['peak_phase']} "
-        f"({'CUDA allocator / device' if device.type == 'cuda' else 'RSS'}); {report['seconds']:.1f} s")
+        raise pf.out_of_memory(e) from None
+    _summarise(report, t_start, device, log)
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = out.with_name(out.name + ".tmp")
-        tmp_out.write_text(json.dumps(report, indent=1, default=float) + "\n")
-        os.replace(tmp_out, out)
+        _write_report(report, out)
     return report
 
 
@@ -414,3 +466,22 @@ def _failure(what: str, phase: str, cfg: dict, plan: Plan, est: dict | None, sna
                      f"chunk logits {est['chunk_logits']:.2f} GiB")
     lines += ["  what to change:"] + [f"    - {a}" for a in advice(key, cfg, plan, est)]
     return "\n".join(lines)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--base", required=True, help="the base policy (checkpoint directory or HF id)")
+    p.add_argument("--train-data", required=True, help="training problems JSONL (the longest prompt is used)")
+    p.add_argument("--out", help="JSON report (phases, memory peaks, the worst case)")
+    p.add_argument("--max-memory-gb", type=float, default=None,
+                   help="fail when a phase's peak exceeds this many GiB (default: only real OOMs fail)")
+
+
+def main(args) -> int:
+    from . import job_config
+
+    try:
+        run(job_config(args), args.base, args.train_data, args.out, max_memory_gb=args.max_memory_gb)
+    except PreflightFailed as e:
+        print(e, file=sys.stderr)
+        return 1
+    return 0

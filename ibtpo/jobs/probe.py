@@ -35,8 +35,8 @@ from ..grader import Grader
 from ..ib_score import IBParams, cov_eta, ib_score, non_leaf_nodes
 from ..registry import build_sampler
 from ..rollout.context import RolloutContext
+from ..rollout.factory import make_backend, rollout_sampling
 from ..rollout.tree import Tree
-from .train import make_backend, rollout_sampling
 
 SUMMARY_KEYS = ("ib_score", "cov_eta", "ib_score_all", "cov_eta_all", "root_ib", "root_cov", "entropy",
                 "effective", "avg_rate", "tokens", "n_branching")
@@ -100,3 +100,22 @@ def run(cfg: dict, checkpoint: str | Path, bench_dir: str | Path, out_json: str 
     tmp.replace(out_json)
     print("[probe] " + " ".join(f"{k}={v:.4g}" for k, v in out["summary"].items()))
     return out
+
+
+
+def add_arguments(p) -> None:
+    from . import add_checkpoint
+
+    add_checkpoint(p)
+    p.add_argument("--bench-dir", required=True, help="folder of <benchmark>.jsonl files (make-data's bench/)")
+    p.add_argument("--out", required=True, help="output JSON: per-tree records and their summary")
+
+
+def main(args) -> int:
+    from . import checkpoint_arg, job_config
+
+    cfg = job_config(args)
+    if "probe" not in cfg:
+        raise SystemExit(f"probe: the preset {cfg['preset']!r} has no probe: section")
+    run(cfg, checkpoint_arg(args), args.bench_dir, args.out)
+    return 0

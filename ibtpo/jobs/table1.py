@@ -53,3 +53,20 @@ def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1") -> pd.Da
              "benchmarks. Bold: best method per column.")
     write_all(df, stem, benchmarks + ["Avg"], title, notes)
     return df
+
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--rows", required=True,
+                   help='JSON manifest {method: {benchmark: [evaluation file per seed]}} ("base": one per base model)')
+    p.add_argument("--out", required=True, help="output stem: writes <out>.csv, <out>.md and <out>.tex")
+    p.add_argument("--table", default="table1", choices=sorted(PAPER_FILES),
+                   help="which table: its title, difference rows and paper file (default %(default)s)")
+
+
+def main(args) -> int:
+    from . import job_config, read_json
+
+    run(job_config(args, quiet_transformers=False), read_json(args.rows), args.out, args.table)
+    print(Path(args.out).with_suffix(".md").read_text())
+    return 0

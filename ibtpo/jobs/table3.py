@@ -23,7 +23,7 @@ from ..grader import Grader
 from ..ib_score import IBParams
 from ..registry import build_sampler
 from ..rollout.context import RolloutContext
-from .train import make_backend, rollout_sampling
+from ..rollout.factory import make_backend, rollout_sampling
 
 SAMPLINGS = [
     ("independent", {"name": "chains", "G": 8}),
@@ -77,3 +77,24 @@ def run(cfg: dict, checkpoints: dict[str, str], problems_path: str, out_csv: str
     if details_json:
         Path(details_json).write_text(json.dumps(details))
     return df
+
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--base", required=True, help="the base model's checkpoint directory")
+    p.add_argument("--trained", required=True, help="the trained policy: checkpoint directory or a train job's marker file")
+    p.add_argument("--trained-label", default="trained", help="its row label, e.g. ibtpo@30 (default %(default)s)")
+    p.add_argument("--problems", required=True, help="problems JSONL (the first --n-problems are used)")
+    p.add_argument("--n-problems", type=int, default=64, help="problems per sampler (default %(default)s)")
+    p.add_argument("--csv", required=True, help="output table (.csv; .md and .tex next to it)")
+    p.add_argument("--details", help="per-problem tokens and rewards (JSON), for the claims report")
+
+
+def main(args) -> int:
+    from . import checkpoint_of, job_config
+
+    trained = checkpoint_of(args.trained) if args.trained.endswith(".json") else args.trained
+    df = run(job_config(args), {"base": args.base, args.trained_label: trained}, args.problems, args.csv,
+             n_problems=args.n_problems, details_json=args.details)
+    print(df.to_string(index=False))
+    return 0

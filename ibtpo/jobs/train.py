@@ -20,30 +20,8 @@ from .. import distributed
 from ..data.problems import load_problems
 from ..grader import Grader
 from ..provenance import provenance
-from ..rollout.backend import SamplingParams
+from ..rollout.factory import make_backend, rollout_sampling
 from ..trainer import Method, Trainer, TrainSettings
-
-
-def make_backend(cfg: dict, model, tokenizer, device: str | None = None):
-    """The preset's generation backend on ``device`` (default ``cfg['device']``; a process's own
-    device in a multi-process run)."""
-    name = cfg["rollout"]["backend"]
-    if name == "hf":
-        from ..rollout.hf_backend import HFBackend
-
-        return HFBackend(model, tokenizer.pad_token_id, device or cfg["device"])
-    if name == "vllm":
-        from ..rollout.vllm_backend import build_backend
-
-        return build_backend(cfg, model)  # GPU-only extra: a clear error where vLLM is missing
-    raise ValueError(f"rollout.backend: unknown backend {name!r}; allowed: ['hf', 'vllm']")
-
-
-def rollout_sampling(cfg: dict, tokenizer) -> SamplingParams:
-    """The preset's rollout sampling settings, stopping at the tokenizer's EOS."""
-    ro = cfg["rollout"]
-    return SamplingParams(temperature=ro["temperature"], top_p=ro["top_p"], top_k=ro["top_k"],
-                          max_new_tokens=ro["max_new_tokens"], stop_token_ids=(tokenizer.eos_token_id,))
 
 
 def run_fingerprint(cfg: dict, method: str, seed: int, base: str) -> str:
@@ -69,7 +47,7 @@ def set_aside_stale(run_dir: Path, fingerprint: str, log=print) -> None:
 
 def run(cfg: dict, method: str, seed: int, base: str, train_data: str | Path, run_dir: str | Path, log=print) -> None:
     run_dir = Path(run_dir)
-    settings = TrainSettings(**{**cfg["train"], "seed": seed})
+    settings = TrainSettings.of(cfg["train"], seed=seed)
     dist = distributed.init(cfg["device"], settings.num_processes)
     try:
         if dist.is_main:
@@ -88,7 +66,7 @@ def run(cfg: dict, method: str, seed: int, base: str, train_data: str | Path, ru
                 provenance(job="train", method=method, seed=seed, base=str(base), **extra), indent=1))
         with Grader(timeout_s=cfg["evaluation"]["grader_timeout_s"]) as grader:
             trainer = Trainer(model, tokenizer, load_problems(train_data),
-                              Method(method, mdef["sampler"], mdef["advantage"], mdef.get("loss", {})),
+                              Method(method, mdef["sampler"], mdef["advantage"], mdef["loss"]),
                               settings, sampling, make_backend(cfg, model, tokenizer, device), grader, run_dir,
                               cfg["prompt_template"], device, log=log, dist=dist)
             trainer.fit()
@@ -98,3 +76,35 @@ def run(cfg: dict, method: str, seed: int, base: str, train_data: str | Path, ru
         dist.barrier()
     finally:
         dist.close()
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--method", required=True, help="a method of the preset's method_defs")
+    p.add_argument("--seed", type=int, required=True, help="the RL seed (data order, sampling)")
+    p.add_argument("--base", required=True, help="the base policy's checkpoint directory")
+    p.add_argument("--train-data", required=True, help="training problems JSONL (make-data's train.jsonl)")
+    p.add_argument("--run-dir", required=True, help="the run's folder: ckpt/, metrics.jsonl, config, provenance")
+    p.add_argument("--markers", nargs="*", default=[],
+                   help="marker files to write when done, one per checkpoint step (<dir>/step_<N>.json)")
+
+
+def write_markers(markers: list[str], run_dir: str | Path, method: str, seed: int) -> None:
+    """One small JSON per checkpoint step (``<dir>/step_<N>.json``) naming its checkpoint: the train
+    rule's declared outputs (the checkpoints themselves are not, so a failed job keeps them)."""
+    from .. import checkpoint
+
+    for marker in markers:
+        step = int(Path(marker).stem.split("_")[-1])
+        d = checkpoint.step_dir(Path(run_dir) / "ckpt", step)
+        if not d.exists():
+            raise SystemExit(f"[train] expected checkpoint {d} was not written")
+        Path(marker).parent.mkdir(parents=True, exist_ok=True)
+        Path(marker).write_text(json.dumps({"checkpoint": str(d), "step": step, "method": method, "seed": seed}))
+
+
+def main(args) -> int:
+    from . import job_config
+
+    run(job_config(args), args.method, args.seed, args.base, args.train_data, args.run_dir)
+    write_markers(args.markers, args.run_dir, args.method, args.seed)
+    return 0

@@ -24,6 +24,10 @@ class RolloutContext:
     def decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
 
+    def add_span(self, tree: Tree, parent: int, c: Completion) -> int:
+        """Add a continuation of ``parent`` as one node with its decoded text; returns it (the leaf)."""
+        return tree.add_node(parent, c.token_ids, c.logprobs, c.entropies, self.decode(c.token_ids))
+
     def add_steps(self, tree: Tree, parent: int, c: Completion) -> int:
         """Add a continuation of ``parent`` as a path of step nodes (split at ``"\\n\\n"``); returns the leaf."""
         pieces = [self.tokenizer.decode([t], skip_special_tokens=True) for t in c.token_ids]
@@ -31,6 +35,32 @@ class RolloutContext:
         for a, b in split_steps(c.token_ids, pieces):
             node = tree.add_node(node, c.token_ids[a:b], c.logprobs[a:b], c.entropies[a:b], "".join(pieces[a:b]))
         return node
+
+    def expand(self, picks: list[tuple[Tree, int]], n: int, seed: int, as_steps: bool = True) -> list[tuple[Tree, int]]:
+        """Sample ``n`` continuations of each picked ``(tree, node)``'s prefix, add and grade them.
+
+        The one node expansion of every sampler (chains: the roots of fresh trees; IBTree / random
+        tree: round 1's roots and the picked nodes; EPTree: its initial chains and forks). In order:
+        a pick whose node already has a continuation is recorded as a fork (:meth:`Tree.record_fork`,
+        once per pick, before its continuations); ONE backend call for all picks, ``seed`` as given,
+        each prefix capped at ``max_new_tokens`` minus the tokens already on its path (so no response
+        is longer than a chain's); each continuation added as a path of step nodes (:meth:`add_steps`)
+        or, ``as_steps=False``, as one node (:meth:`add_span`); the new leaves graded
+        (:meth:`grade_leaves`). Returns the new ``(tree, leaf)`` pairs in pick order, then sample order;
+        no picks: no call, ``[]``."""
+        if not picks:
+            return []
+        for t, node in picks:  # a fork: a node that already has a continuation (not a root's first call)
+            if t.nodes[node].children:
+                t.record_fork(node)
+        prefixes = [t.prefix_ids(node) for t, node in picks]
+        used = [len(p) - len(t.prompt_ids) for p, (t, _) in zip(prefixes, picks)]
+        outs = self.backend.generate(prefixes, n, self.params, seed=seed,
+                                     max_new=[self.params.max_new_tokens - u for u in used])
+        add = self.add_steps if as_steps else self.add_span
+        new = [(t, add(t, node, c), c.finish_reason) for (t, node), cs in zip(picks, outs) for c in cs]
+        self.grade_leaves(new)
+        return [(t, leaf) for t, leaf, _ in new]
 
     def grade_leaves(self, leaves: list[tuple[Tree, int, str]]) -> None:
         """Grade each new leaf on its full response text (root to leaf) and update its tree."""

@@ -8,9 +8,10 @@
 
 Trajectories per problem ``G = B0 + (L-1)*K*B``; the paper's ``(4, 9, 1, 1)`` gives ``G = 12``.
 Rounds are sequential within a problem and batched across problems: one backend call per round
-for the whole batch. A continuation's budget is ``max_new_tokens`` minus the tokens already on
-its path, so no trajectory is longer than a chain. Token accounting is on the tree: a branch
-pays only for the tokens it generates after its fork.
+for the whole batch (:meth:`~ibtpo.rollout.context.RolloutContext.expand`). A continuation's
+budget is ``max_new_tokens`` minus the tokens already on its path, so no trajectory is longer than
+a chain. Token accounting is on the tree: a branch pays only for the tokens it generates after its
+fork.
 
 Prefix reuse: the HF backend re-encodes a picked node's prefix (one batched prefill per round,
 then the prefilled cache is forked ``B`` ways). Measured on the tiny CPU model (1 thread): a
@@ -34,6 +35,7 @@ import numpy as np
 
 from ..ib_score import IBParams, ib_score, non_leaf_nodes
 from ..registry import register_sampler
+from .checks import require_ints
 from .context import RolloutContext
 from .tree import Tree
 
@@ -71,9 +73,7 @@ class IBTreeSampler:
     ib: IBParams = field(default_factory=IBParams)  # the method's IB parameters (config method_defs.<m>.ib)
 
     def __post_init__(self):
-        for name in ("B0", "L", "K", "B"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"sampler.{name} must be >= 1 (got {getattr(self, name)})")
+        require_ints(self, ("B0", "L", "K", "B"))
         self.ib = IBParams.of(self.ib)
         if self.selection not in SELECTIONS:
             raise ValueError(f"sampler.selection: {self.selection!r}; allowed: {list(SELECTIONS)}")
@@ -85,23 +85,9 @@ class IBTreeSampler:
     def sample(self, problems: list[dict], ctx: RolloutContext, seed: int) -> list[Tree]:
         rng = np.random.default_rng(seed)
         trees = [ctx.new_tree(p) for p in problems]
-        self._expand(ctx, [(t, 0) for t in trees], self.B0, seed)
+        ctx.expand([(t, 0) for t in trees], self.B0, seed)
         budget = ctx.params.max_new_tokens
         for rnd in range(2, self.L + 1):
             picks = [(t, n) for t in trees for n in pick_nodes(t, self.K, rng, self.selection, self.ib, budget)]
-            self._expand(ctx, picks, self.B, seed + rnd)
+            ctx.expand(picks, self.B, seed + rnd)
         return trees
-
-    @staticmethod
-    def _expand(ctx: RolloutContext, picks: list[tuple[Tree, int]], n: int, seed: int) -> None:
-        if not picks:
-            return
-        for t, node in picks:  # a fork: a node that already has a continuation (not round 1's root)
-            if t.nodes[node].children:
-                t.record_fork(node)
-        prefixes = [t.prefix_ids(node) for t, node in picks]
-        used = [len(p) - len(t.prompt_ids) for p, (t, _) in zip(prefixes, picks)]
-        outs = ctx.backend.generate(prefixes, n, ctx.params, seed=seed,
-                                    max_new=[ctx.params.max_new_tokens - u for u in used])
-        leaves = [(t, ctx.add_steps(t, node, c), c.finish_reason) for (t, node), cs in zip(picks, outs) for c in cs]
-        ctx.grade_leaves(leaves)

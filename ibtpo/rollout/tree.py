@@ -16,11 +16,19 @@ continuations are added, whatever their number (``B`` or ``T``). Round 1's root 
 independent chains continue nothing and record none. A :class:`Fork` stores numbers measured at
 that moment, so later surgery (EPTree splits nodes in place) does not change it.
 :mod:`ibtpo.analysis.forks` turns ``tree.forks`` into statistics.
+
+The tree owns its operations: surgery (:meth:`Tree.split_node`, EPTree's forks), traversal
+(:meth:`Tree.path`, :meth:`Tree.subtree`, :meth:`Tree.leaves_under`) and the JSON format
+(:meth:`Tree.to_json` / :meth:`Tree.from_json`; its rules: :mod:`ibtpo.rollout.tree_json`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Callable
+
+from .tree_json import validate_nodes
 
 
 @dataclass
@@ -83,6 +91,40 @@ class Tree:
         self.nodes[parent].children.append(node.id)
         return node.id
 
+    def split_node(self, node: int, j: int, decode: Callable[[list[int]], str] | None = None) -> int:
+        """Split ``node`` in place at token ``j`` (``0 < j < len``): it keeps ``[:j]``, a new child gets ``[j:]``.
+
+        The child inherits ``node``'s children (their ``parent`` is rewired), its reward and
+        finish_reason when ``node`` was a leaf, and its ``n_leaves`` / ``n_correct`` (the subtree's
+        leaves are unchanged, so both nodes keep the same counts). Texts: with ``decode``, the head
+        gets ``decode(tokens[:j])`` and the tail the rest of the original text when the original
+        starts with that head (so the concatenation is unchanged), else ``decode(tokens[j:])``.
+        Returns the new child's id. The child's id is the largest in the tree (ids no longer follow
+        depth); :meth:`leaves` and :meth:`path` do not depend on id order.
+        """
+        s = self.nodes[node]
+        if s.parent is None:
+            raise ValueError("cannot split the root")
+        if not 0 < j < len(s.token_ids):
+            raise ValueError(f"split position {j} outside (0, {len(s.token_ids)}) of node {node}")
+        if decode is not None:
+            head = decode(s.token_ids[:j])
+            tail = s.text[len(head):] if s.text.startswith(head) else decode(s.token_ids[j:])
+        else:
+            head, tail = s.text, ""
+        kids = list(s.children)
+        c = self.add_node(node, s.token_ids[j:], s.logprobs[j:], s.entropies[j:], tail)
+        child = self.nodes[c]
+        child.children = kids
+        for k in kids:
+            self.nodes[k].parent = c
+        child.n_leaves, child.n_correct = s.n_leaves, s.n_correct
+        child.reward, child.finish_reason = s.reward, s.finish_reason
+        s.reward, s.finish_reason = None, None
+        s.children = [c]
+        s.token_ids, s.logprobs, s.entropies, s.text = s.token_ids[:j], s.logprobs[:j], s.entropies[:j], head
+        return c
+
     def record_fork(self, node: int) -> Fork:
         """Record that new continuations of ``node``'s prefix are about to be sampled (see the
         module docstring); call it before adding them."""
@@ -129,6 +171,30 @@ class Tree:
             node = self.nodes[node].parent
         return out[::-1]
 
+    def subtree(self, node: int) -> list[int]:
+        """``node`` and all its descendants (ids ascending)."""
+        out, stack = [], [node]
+        while stack:
+            n = stack.pop()
+            out.append(n)
+            stack.extend(self.nodes[n].children)
+        return sorted(out)
+
+    def leaves_under(self) -> dict[int, list[int]]:
+        """Per node, the leaf ids of its subtree (post-order accumulation)."""
+        under: dict[int, list[int]] = {}
+
+        def visit(n: int) -> list[int]:
+            node = self.nodes[n]
+            out = [n] if node.is_leaf else []
+            for c in node.children:
+                out.extend(visit(c))
+            under[n] = out
+            return out
+
+        visit(0)
+        return under
+
     def prefix_ids(self, node: int) -> list[int]:
         """Prompt tokens followed by every token on the path to ``node`` (inclusive)."""
         ids = list(self.prompt_ids)
@@ -144,7 +210,8 @@ class Tree:
         return sum(len(n.token_ids) for n in self.nodes[1:])
 
     def to_json(self) -> dict:
-        """The score-tree JSON format: a list of nodes with id, parent, text, logprob_mean, reward."""
+        """The score-tree JSON format: a list of nodes with id, parent, text, logprob_mean, reward
+        (read back by :meth:`from_json`)."""
         return {
             "problem": {k: self.problem.get(k) for k in ("id", "problem", "answer")},
             "nodes": [
@@ -154,3 +221,28 @@ class Tree:
                 for n in self.nodes
             ],
         }
+
+    @classmethod
+    def from_json(cls, data, origin: str = "<tree>") -> tuple[Tree, list]:
+        """Build a tree from the JSON format (rules: :func:`~ibtpo.rollout.tree_json.validate_nodes`,
+        which raises a :class:`~ibtpo.rollout.tree_json.TreeFormatError` naming ``origin``); returns it
+        and the user ids in node order. Each node gets one token whose log-prob is its ``logprob_mean``
+        (or ``log(prob)``, default ``prob`` 1), nodes are added breadth-first, leaves get their reward."""
+        nodes, r, children = validate_nodes(data, origin)
+        problem = (data.get("problem") or {}) if isinstance(data, dict) else {}
+        text = nodes[r].get("text") or ""
+        tree = cls({"id": problem.get("id", "tree"), "problem": problem.get("problem", text),
+                    "answer": problem.get("answer", "")}, [], text)
+        ids, internal = [nodes[r]["id"]], {nodes[r]["id"]: 0}
+        queue = [nodes[r]]
+        while queue:
+            parent = queue.pop(0)
+            for n in (nodes[i] for i in children.get(parent["id"], [])):
+                lp = float(n["logprob_mean"]) if "logprob_mean" in n else math.log(n.get("prob", 1.0))
+                internal[n["id"]] = tree.add_node(internal[parent["id"]], [0], [lp], [0.0], n.get("text", ""))
+                ids.append(n["id"])
+                queue.append(n)
+        for n in nodes:
+            if not children.get(n["id"]):  # a leaf (the root has children)
+                tree.set_reward(internal[n["id"]], float(n["reward"]))
+        return tree, ids

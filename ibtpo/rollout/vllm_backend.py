@@ -29,7 +29,7 @@ Log-probs and entropies (``rollout.vllm.logprobs``). The project's convention is
 * no full-vocabulary entropy at all.
 
 So the default, ``logprobs: policy``, rescores every sample with one no-grad forward of the
-trainer's own model (:func:`ibtpo.trainer.sequence_logprobs`, the function the loss uses): exact
+trainer's own model (:func:`ibtpo.logprobs.sequence_logprobs`, the function the loss uses): exact
 log-probs and entropies by the convention, for the cost of one forward over the generated
 sequences (in chunks of ``rescore_tokens`` tokens). ``logprobs: vllm`` skips that forward and
 returns vLLM's ``processed_logprobs`` with NaN entropies: downstream, the trainer's
@@ -364,7 +364,7 @@ def _in_process_env() -> None:
 
 
 class _Seq:
-    """A (prefix, continuation) pair in the shape :func:`ibtpo.trainer.sequence_logprobs` reads."""
+    """A (prefix, continuation) pair in the shape :func:`ibtpo.logprobs.sequence_logprobs` reads."""
 
     __slots__ = ("prompt_ids", "response_ids")
 
@@ -377,7 +377,7 @@ def policy_logprobs(model, seqs: list[_Seq], temperature: float, device, with_en
     without gradients and in eval mode: the trainer's own scoring function."""
     import torch
 
-    from ..trainer import sequence_logprobs
+    from ..logprobs import sequence_logprobs
 
     was_training = model.training
     model.eval()

@@ -45,13 +45,12 @@ rule probe_run_csv:
         steps=expand(f"{R}/probe/{{{{method}}}}/seed{{{{seed}}}}/step_{{s}}.json", s=STEPS),
     output:
         f"{R}/probe/{{method}}/seed{{seed}}.csv",
+    params:
+        steps=lambda w: " ".join(f"{s}={R}/probe/{w.method}/seed{w.seed}/step_{s}.json" for s in STEPS),
+    log:
+        f"{R}/logs/probe_csv_{{method}}_seed{{seed}}.log",
     resources:
         **RES("probe_run_csv"),
-    run:
-        import pandas as pd
-
-        recs = []
-        for step, f in [(0, input.base)] + list(zip(STEPS, input.steps)):
-            recs.append({"method": wildcards.method, "seed": int(wildcards.seed), "step": step,
-                         **json.loads(Path(f).read_text())["summary"]})
-        pd.DataFrame(recs).to_csv(output[0], index=False)
+    shell:
+        "{PY} -m ibtpo probe-csv --method {wildcards.method} --seed {wildcards.seed} --base {input.base} "
+        "--steps {params.steps} --out {output} 2>&1 | tee {log}"

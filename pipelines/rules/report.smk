@@ -22,24 +22,29 @@ def table_outputs(name):
 
 
 rule table1:
-    """avg@k of the final checkpoint: mean ± std over seeds, bootstrap CIs, IB-TPO − GRPO
-    (requires every checkpoint of every run evaluated, not only the final one)."""
+    """avg@k of the final checkpoint: mean ± std over seeds, t-intervals and MDE, IB-TPO − GRPO and
+    GRPO − base (requires every checkpoint of every run evaluated, not only the final one)."""
     input:
         all_evals=f"{R}/eval/.all_checkpoints_done",
         files=files_of(final_rows(METHODS)),
+        rows=manifest("table1", final_rows(METHODS)),
     output:
         **table_outputs("table1"),
     params:
         cfg=TABLE_PARAMS,
+    log:
+        f"{R}/logs/table1.log",
     resources:
         **RES("table1"),
-    run:
-        import shutil
-        from ibtpo.jobs import table1
+    shell:
+        "{PY} -m ibtpo --config {CONFIG_FILE} table1 --rows {input.rows} --out results/table1 --table table1 "
+        "2>&1 | tee {log} && cp {output.csv} {output.preset_csv}"
 
-        table1.run(CFG, final_rows(METHODS), Path(output.csv).with_suffix(""), "table1")
-        shutil.copyfile(output.csv, output.preset_csv)
-        print(Path(output.md).read_text())
+
+def table2_rows(wildcards):
+    if not CFG["ablations"]:
+        raise WorkflowError("table2: the preset defines no `ablations` (Table 2 methods)")
+    return manifest("table2", final_rows(CFG["ablations"], with_base=False))
 
 
 rule table2:
@@ -49,21 +54,18 @@ rule table2:
         files=files_of(final_rows(CFG["ablations"], with_base=False)),
         evals=expand(f"{R}/eval/{{method}}/seed{{seed}}/step_{{step}}/{{b}}.json",
                      method=CFG["ablations"], seed=SEEDS, step=STEPS, b=BENCH),
+        rows=table2_rows,
     output:
         **table_outputs("table2"),
     params:
         cfg=TABLE_PARAMS,
+    log:
+        f"{R}/logs/table2.log",
     resources:
         **RES("table2"),
-    run:
-        import shutil
-        from ibtpo.jobs import table1
-
-        if not CFG["ablations"]:
-            raise WorkflowError("table2: the preset defines no `ablations` (Table 2 methods)")
-        table1.run(CFG, final_rows(CFG["ablations"], with_base=False), Path(output.csv).with_suffix(""), "table2")
-        shutil.copyfile(output.csv, output.preset_csv)
-        print(Path(output.md).read_text())
+    shell:
+        "{PY} -m ibtpo --config {CONFIG_FILE} table1 --rows {input.rows} --out results/table2 --table table2 "
+        "2>&1 | tee {log} && cp {output.csv} {output.preset_csv}"
 
 
 TABLE3_METHOD = "ibtpo" if "ibtpo" in METHODS else METHODS[0]
@@ -136,14 +138,16 @@ rule figures:
         csv=f"{R}/figures/dynamics.csv",
     params:
         cfg=section("method_defs", "evaluation", "probe"),
+        manifest=lambda w: manifest("figures", {"runs": figure_runs(FIG_METHODS),
+                                                "base_eval": [f"{R}/eval/base/step_0/{b}.json" for b in BENCH],
+                                                "base_probe": f"{R}/probe/base/step_0.json"}),
+    log:
+        f"{R}/logs/figures.log",
     resources:
         **RES("figures"),
-    run:
-        from ibtpo.jobs import figures, table1
-
-        figures.run(figure_runs(FIG_METHODS), [f"{R}/eval/base/step_0/{b}.json" for b in BENCH],
-                    f"{R}/probe/base/step_0.json", table1.labels(CFG), f"{R}/figures",
-                    f"{PRESET} preset")
+    shell:
+        "{PY} -m ibtpo --config {CONFIG_FILE} figures --manifest {params.manifest} --out-dir {R}/figures "
+        "--title '{PRESET} preset' 2>&1 | tee {log}"
 
 
 def claims_curves(methods):
@@ -186,12 +190,11 @@ rule claims:
         preset_md=f"{R}/claims.md",
     params:
         cfg=section("report", "evaluation", "method_defs"),
+        manifest=lambda w: manifest("claims", claims_manifest()),
+    log:
+        f"{R}/logs/claims.log",
     resources:
         **RES("claims"),
-    run:
-        import shutil
-        from ibtpo.jobs import claims
-
-        claims.run(CFG, claims_manifest(), output.md, output.json)
-        shutil.copyfile(output.md, output.preset_md)
-        print(Path(output.md).read_text())
+    shell:
+        "{PY} -m ibtpo --config {CONFIG_FILE} claims --manifest {params.manifest} --md {output.md} "
+        "--json {output.json} 2>&1 | tee {log} && cp {output.md} {output.preset_md}"

@@ -2,10 +2,10 @@ def train_launcher():
     """How the train job starts: plain Python for one process; for train.num_processes > 1,
     `accelerate launch` with pipelines/accelerate/<train.parallel>.yaml (ddp by default), one
     process per GPU (ibtpo/distributed.py), on a free rendezvous port picked when the job starts."""
-    n = CFG["train"].get("num_processes", 1)
+    n = CFG["train"]["num_processes"]
     if n == 1:
         return f"{PY} -m ibtpo"
-    conf = Path(workflow.main_snakefile).parent / "pipelines" / "accelerate" / f"{CFG['train'].get('parallel', 'ddp')}.yaml"
+    conf = Path(workflow.main_snakefile).parent / "pipelines" / "accelerate" / f"{CFG['train']['parallel']}.yaml"
     port = f"$({PY} -c 'from ibtpo.distributed import free_port; print(free_port())')"
     return (f"{PY} -m accelerate.commands.launch --config_file {conf} --num_processes {n} "
             f"--main_process_port {port} -m ibtpo")

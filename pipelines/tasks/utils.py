@@ -48,7 +48,7 @@ def grade_responses(gold: str, responses: list[str]) -> tuple[list[int], int]:
     """0/1 grade of every response against ``gold`` and the number of grader timeouts."""
     from ibtpo.eval.grading import get_grader
 
-    grader = get_grader(float(SPEC.get("grader_timeout_s", 2.0)))
+    grader = get_grader(float(SPEC["grader_timeout_s"]))
     before = grader.timeouts
     correct = [int(bool(x)) for x in grader.grade_many([(gold, r) for r in responses])]
     return correct, int(grader.timeouts - before)
