@@ -55,10 +55,12 @@ def main():
 
     problems = [{"id": str(i), "problem": f"Q{i}", "answer": "7"} for i in range(8)]
     for method in (Method("grpo", {"name": "chains", "G": 8}, {"name": "grpo"}, {"kl_coef": 0.001}),
-                   Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 5, "K": 1, "B": 1}, {"name": "ibtpo"}, {"kl_coef": 0.001})):
+                   Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 5, "K": 1, "B": 1}, {"name": "ibtpo"},
+                          {"kl_coef": 0.001})):
         m = build_tiny_llama(tok, n_layer=1, d_model=32, n_head=2, d_mlp=64, max_positions=64).to(dev)
         with tempfile.TemporaryDirectory() as d:
-            tr = Trainer(m, tok, problems, method, TrainSettings.of(dict(steps=30, batch_problems=4, checkpoint_every=30, lr=1e-2)),
+            tr = Trainer(m, tok, problems, method,
+                         TrainSettings.of(dict(steps=30, batch_problems=4, checkpoint_every=30, lr=1e-2)),
                          SamplingParams(max_new_tokens=3, stop_token_ids=(tok.eos_token_id,)),
                          HFBackend(m, tok.pad_token_id, dev), StartsWithSeven(), d, device=dev, log=lambda *_: None)
             rewards = []
@@ -87,7 +89,8 @@ def main():
             speeds[(name, dtype)] = n / dt
             print(f"generation {name} {str(dtype).split('.')[-1]}: 512 samples x <=256 tokens: {n} tokens in {dt:.2f}s "
                   f"= {n / dt:,.0f} tok/s")
-    print(f"bf16/fp32 generation speed, llama-0.5B = {speeds[('llama-0.5B', torch.bfloat16)] / speeds[('llama-0.5B', torch.float32)]:.2f}")
+    print("bf16/fp32 generation speed, llama-0.5B = "
+          f"{speeds[('llama-0.5B', torch.bfloat16)] / speeds[('llama-0.5B', torch.float32)]:.2f}")
 
 
 if __name__ == "__main__":

@@ -200,7 +200,8 @@ def build_trl(args, base: str, problems: list[dict], workdir: Path, max_steps: i
     model = load_model(base)  # its own copy; TRL builds the reference model from the same dir
     # TRL step k sees the same 16 problems as our step k: the dataset is our per-step problem order,
     # read sequentially (shuffle_dataset=False); only the sampled completions differ between the two
-    order = [problems[i] for k in range(max_steps) for i in problems_for_step(len(problems), args.problems, args.seed, k)]
+    order = [problems[i] for k in range(max_steps)
+             for i in problems_for_step(len(problems), args.problems, args.seed, k)]
     ds = Dataset.from_dict({"prompt": [f"{p['problem']}\n" for p in order], "answer": [p["answer"] for p in order]})
     trainer = GRPOTrainer(model=model, reward_funcs=ibtpo_grader_reward, args=trl_config(args, workdir, max_steps),
                           train_dataset=ds, processing_class=tok, callbacks=[callback])

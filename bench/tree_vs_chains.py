@@ -122,8 +122,9 @@ def main():
         registry.ADVANTAGES["ibtpo"] = timed_adv
         with tempfile.TemporaryDirectory() as d:
             train_model = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=torch.float32)
-            tr = Trainer(train_model, tok, problems, Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 9, "K": 1, "B": 1, "ib": ib},
-                                                             {"name": "ibtpo", "ib": ib}, {"kl_coef": 0.001}),
+            tr = Trainer(train_model, tok, problems,
+                         Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 9, "K": 1, "B": 1, "ib": ib},
+                                {"name": "ibtpo", "ib": ib}, {"kl_coef": 0.001}),
                          TrainSettings.of(dict(steps=3, batch_problems=16, checkpoint_every=3, lr=2e-4)), params,
                          HFBackend(train_model, tok.pad_token_id), grader, d, log=lambda *_: None)
             tr.train_step()  # warm-up

@@ -99,7 +99,8 @@ def main() -> int:
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--tol", type=float, default=0.05, help="mean |log-prob diff| allowed (nats)")
     ap.add_argument("--eval", action="store_true", help="also evaluate through lm-eval's vllm model")
-    ap.add_argument("--device", default="cuda", help="cuda; cpu only for a dry run of this script with a stand-in engine")
+    ap.add_argument("--device", default="cuda",
+                    help="cuda; cpu only for a dry run of this script with a stand-in engine")
     args = ap.parse_args()
     dev = args.device
 
@@ -162,7 +163,8 @@ def main() -> int:
     check("logprobs policy (rescored) are exact", worst < 1e-4, f"max |diff| {worst:.2e} (log-probs and entropies)")
     hf = HFBackend(policy, tok.pad_token_id, dev)
     hf_out = hf.generate(prefixes, args.G, params, seed=0)
-    mean_v = float(np.mean([x for o in b_exact.generate(prefixes, args.G, params, seed=2) for c in o for x in c.logprobs]))
+    mean_v = float(np.mean([x for o in b_exact.generate(prefixes, args.G, params, seed=2)
+                            for c in o for x in c.logprobs]))
     mean_h = float(np.mean([x for o in hf_out for c in o for x in c.logprobs]))
     check("vLLM and HF samples come from one distribution", abs(mean_v - mean_h) < 0.1,
           f"mean token log-prob under the policy: vLLM {mean_v:.4f}, HF {mean_h:.4f}")

@@ -248,7 +248,8 @@ def _check_evaluation(cfg: dict) -> list[str]:
 
     ev = cfg["evaluation"]
     problems = [f"evaluation.benchmarks: {b!r} is not defined under data.benchmarks "
-                f"(defined: {sorted(cfg['data']['benchmarks'])})" for b in ev["benchmarks"] if b not in cfg["data"]["benchmarks"]]
+                f"(defined: {sorted(cfg['data']['benchmarks'])})"
+                for b in ev["benchmarks"] if b not in cfg["data"]["benchmarks"]]
     try:
         ev["pass_at"] = resolve_spec(evaluation_spec(cfg))["pass_at"]
     except ValueError as e:
@@ -282,7 +283,8 @@ def _check_train(cfg: dict) -> list[str]:
         problems.append(f"train.checkpoint_every: {t['checkpoint_every']} must divide train.steps ({t['steps']}) "
                         "so every checkpoint step is known in advance")
     if t["batch_problems"] < t["num_processes"]:
-        problems.append(f"train.num_processes: {t['num_processes']} exceeds train.batch_problems ({t['batch_problems']}); "
+        problems.append(f"train.num_processes: {t['num_processes']} exceeds "
+                        f"train.batch_problems ({t['batch_problems']}); "
                         "each process samples its share of a step's problems")
     train_gpus = rule_resources(cfg, "train").get("gpu")
     if str(cfg["device"]).startswith("cuda") and train_gpus is not None and train_gpus < t["num_processes"]:

@@ -20,7 +20,8 @@ def code_version(repo: str | Path | None = None) -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
     commit = git("rev-parse", "HEAD")
-    return {"commit": commit or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
+    return {"commit": commit or None,
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
 
 
 def package_versions() -> dict:
@@ -42,7 +43,8 @@ def hardware() -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
-        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else [],
+        "gpus": ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+                 if torch.cuda.is_available() else []),
     }
 
 

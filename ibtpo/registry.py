@@ -17,7 +17,8 @@ SAMPLERS: dict[str, Callable] = {}
 ADVANTAGES: dict[str, Callable] = {}
 ADVANTAGE_CHECKS: dict[str, Callable[[dict], None]] = {}  # name -> check(params), raises ValueError
 
-PLUGIN_MODULES = ["ibtpo.rollout.chains", "ibtpo.rollout.ibtree", "ibtpo.ib_advantage", "baselines.grpo", "baselines.random_tree", "baselines.treerl"]
+PLUGIN_MODULES = ["ibtpo.rollout.chains", "ibtpo.rollout.ibtree", "ibtpo.ib_advantage",
+                  "baselines.grpo", "baselines.random_tree", "baselines.treerl"]
 
 
 def _qualname(obj) -> str:

@@ -214,7 +214,8 @@ class Trainer:
             raise RuntimeError(
                 f"checkpoint {d} was written by a {procs}-process '{strategy}' run; this run has {self.dist.world} "
                 f"process(es) ('{self.dist.strategy}'). Rollout seeds and the optimizer state layout depend on "
-                f"that, so it cannot resume here: restore train.num_processes / train.parallel or remove {self.ckpt_root}")
+                f"that, so it cannot resume here: restore train.num_processes / train.parallel "
+                f"or remove {self.ckpt_root}")
         from safetensors.torch import load_file
 
         weights = load_file(str(d / "model.safetensors"))

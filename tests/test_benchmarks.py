@@ -105,7 +105,8 @@ def test_check_hub_access_asks_the_probe_only_when_it_matters():
     with pytest.raises(DataError) as e:
         bm.check_hub_access(cfg, probe=unreachable)
     msg = str(e.value)
-    for name, hub in (("amc24", "evalscope/amc_22-24"), ("gpqa_diamond", "Idavidrein/gpqa"), ("ifeval", "google/IFEval")):
+    for name, hub in (("amc24", "evalscope/amc_22-24"), ("gpqa_diamond", "Idavidrein/gpqa"),
+                      ("ifeval", "google/IFEval")):
         assert f"{name} (hub {hub}" in msg
     assert "data.benchmarks.gpqa_diamond" in msg and "path:" in msg and "no connection" in msg
     bm.check_hub_access(cfg, probe=lambda: None)  # reachable: fine
@@ -157,9 +158,11 @@ def test_skip_drops_hub_only_benchmarks_and_keeps_local_ones():
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match=r"data.benchmarks.math500.name: unknown registry source 'math5000'"):
         _paper(data={"benchmarks": {"math500": {"source": "registry", "name": "math5000"}}})
-    with pytest.raises(ConfigError, match=r"data.benchmarks.amc24.path: data file .*nowhere.jsonl of 'amc24' not found"):
+    with pytest.raises(ConfigError,
+                       match=r"data.benchmarks.amc24.path: data file .*nowhere.jsonl of 'amc24' not found"):
         _paper(data={"benchmarks": {"amc24": {"source": "registry", "name": "amc24", "path": "nowhere.jsonl"}}})
-    with pytest.raises(ConfigError, match=r"data.train.name: data file .*dapo_math_17k.parquet of 'dapo_math_17k' not found"):
+    with pytest.raises(ConfigError,
+                       match=r"data.train.name: data file .*dapo_math_17k.parquet of 'dapo_math_17k' not found"):
         _paper(data_dir="/nonexistent/data")
     with pytest.raises(ConfigError, match=r"offline_benchmarks: 'sometimes' is not one of \['fail', 'defer', 'skip'\]"):
         _paper(offline_benchmarks="sometimes")
@@ -169,5 +172,5 @@ def test_registry_names_the_lm_eval_task_of_each_benchmark():
     assert bm.lm_eval_task({"source": "registry", "name": "gpqa_diamond"}) == "gpqa_diamond_cot_zeroshot"
     assert bm.lm_eval_task({"source": "registry", "name": "ifeval"}) == "ifeval"
     assert bm.lm_eval_task({"source": "registry", "name": "math500"}) is None
-    assert bm.lm_eval_task({"source": "registry", "name": "gpqa_diamond", "lm_eval_task": "gpqa_diamond_generative_n_shot"}) \
-        == "gpqa_diamond_generative_n_shot"
+    assert bm.lm_eval_task({"source": "registry", "name": "gpqa_diamond",
+                            "lm_eval_task": "gpqa_diamond_generative_n_shot"}) == "gpqa_diamond_generative_n_shot"

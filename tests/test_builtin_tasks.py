@@ -70,7 +70,8 @@ def test_gpqa_responses_are_scored_as_its_flexible_extract_filter(tmp_path):
     text = (d / f"{names['gpqa']}.yaml").read_text()
     assert "include:" in text and "gpqa_diamond_cot_zeroshot.yaml" in text and "repeats: 3" in text
     gen = json.loads(re.search(r"generation_kwargs: (.*)", text).group(1))
-    assert gen == {"until": ["</s>"], "do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_gen_toks": 12}
+    assert gen == {"until": ["</s>"], "do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0,
+                   "max_gen_toks": 12}
     utils = _load_utils(d)
     # the processed document (GPQA's process_docs shuffles the choices; here: correct is (C))
     doc = {"choice1": "three", "choice2": "five", "choice3": "four", "choice4": "seven",
@@ -169,7 +170,8 @@ def test_gpqa_evaluation_end_to_end_from_make_data(tmp_path):
     meta = json.loads((tmp_path / "data" / "bench" / "gpqa.meta.json").read_text())
     assert meta["lm_eval_task"] == "gpqa_diamond_cot_zeroshot" and meta["rows"] == 3
     rows = [json.loads(x) for x in written["gpqa"].read_text().splitlines()]
-    assert [r["Question"] for r in rows] == [r["Question"] for r in GPQA_ROWS] and [r["id"] for r in rows] == ["gpqa-0000", "gpqa-0001", "gpqa-0002"]
+    assert ([r["Question"] for r in rows] == [r["Question"] for r in GPQA_ROWS]
+            and [r["id"] for r in rows] == ["gpqa-0000", "gpqa-0001", "gpqa-0002"])
 
     ckpt = tmp_path / "ckpt"
     tok = build_char_tokenizer()

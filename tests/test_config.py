@@ -38,29 +38,36 @@ def test_presets_validate():
 @pytest.mark.parametrize("path,value,message", [
     (("unknown_key",), 1, r"<top level>: Additional properties are not allowed \('unknown_key'"),
     (("methods",), ["grpo", "nope"], r"methods: unknown method 'nope'; defined in method_defs: \[.*'grpo'.*\]"),
-    (("method_defs", "grpo", "sampler", "name"), "beam", r"method_defs.grpo.sampler.name: unknown sampler 'beam'; allowed: \["),
+    (("method_defs", "grpo", "sampler", "name"), "beam",
+     r"method_defs.grpo.sampler.name: unknown sampler 'beam'; allowed: \["),
     (("method_defs", "grpo", "advantage", "name"), "ppo", r"advantage.name: unknown advantage 'ppo'; allowed: \["),
     (("train", "steps"), "20", r"train.steps: '20' is not of type 'integer'"),
     (("train", "steps"), 0, r"train.steps: 0 is less than the minimum of 1"),
     (("train", "checkpoint_every"), 4, r"train.checkpoint_every: 4 must divide train.steps \(30\)"),
-    (("evaluation", "benchmarks"), ["arith_ops3", "gsm8k"], r"evaluation.benchmarks: 'gsm8k' is not defined under data.benchmarks"),
+    (("evaluation", "benchmarks"), ["arith_ops3", "gsm8k"],
+     r"evaluation.benchmarks: 'gsm8k' is not defined under data.benchmarks"),
     (("evaluation", "pass_at"), [1, 8], r"evaluation.pass_at: 8 exceeds evaluation.k \(4\)"),
     (("method_defs", "grpo", "loss", "aggregation"), "sum", r"aggregation: 'sum' is not one of \['token-mean'"),
     (("rollout", "temperature"), 0, r"rollout.temperature: 0 is less than or equal to the minimum of 0"),
     (("data", "train"), {"source": "jsonl"}, r"data.train.path: required for source 'jsonl'"),
     (("train", "lr"), -1.0, r"train.lr: -1.0 is less than or equal to the minimum of 0"),
     (("method_defs", "ibtpo", "advantage", "lam"), 2.0, r"method_defs.ibtpo.advantage.lam: lam must be in \[0, 1\]"),
-    (("method_defs", "ibtpo", "ib", "beta"), 0, r"method_defs.ibtpo.ib.beta: 0 is less than or equal to the minimum of 0"),
-    (("method_defs", "ibtpo", "ib", "pi_mode"), "softmax", r"method_defs.ibtpo.ib.pi_mode: 'softmax' is not one of \['length_norm'"),
+    (("method_defs", "ibtpo", "ib", "beta"), 0,
+     r"method_defs.ibtpo.ib.beta: 0 is less than or equal to the minimum of 0"),
+    (("method_defs", "ibtpo", "ib", "pi_mode"), "softmax",
+     r"method_defs.ibtpo.ib.pi_mode: 'softmax' is not one of \['length_norm'"),
     (("method_defs", "ibtpo", "sampler", "pi_mode"), "sibling",
      r"method_defs.ibtpo.sampler.pi_mode: not a parameter .* declared once per method: method_defs.ibtpo.ib.pi_mode"),
     (("method_defs", "ibtpo", "advantage", "beta"), 2.0,
      r"method_defs.ibtpo.advantage.beta: not a parameter .* declared once per method: method_defs.ibtpo.ib.beta"),
     (("method_defs", "ibtpo", "advantage", "ib"), {"pi_mode": "sibling"},
      r"method_defs.ibtpo.advantage.ib \{.*'sibling'.*\} disagrees with method_defs.ibtpo.ib \{.*'length_norm'"),
-    (("method_defs", "grpo", "ib"), {"beta": 5.0}, r"method_defs.grpo.ib: neither sampler 'chains' nor advantage 'grpo' uses IB"),
-    (("probe", "sampler", "pi_mode"), "raw", r"probe.sampler.pi_mode: not a parameter .*the probe's IB parameters are probe.ib.pi_mode"),
-    (("method_defs", "grpo", "sampler", "width"), 3, r"method_defs.grpo.sampler.width: not a parameter of sampler 'chains'; allowed: \['G'\]"),
+    (("method_defs", "grpo", "ib"), {"beta": 5.0},
+     r"method_defs.grpo.ib: neither sampler 'chains' nor advantage 'grpo' uses IB"),
+    (("probe", "sampler", "pi_mode"), "raw",
+     r"probe.sampler.pi_mode: not a parameter .*the probe's IB parameters are probe.ib.pi_mode"),
+    (("method_defs", "grpo", "sampler", "width"), 3,
+     r"method_defs.grpo.sampler.width: not a parameter of sampler 'chains'; allowed: \['G'\]"),
     (("method_defs", "ibtpo", "sampler", "K"), 0, r"method_defs.ibtpo.sampler.K: must be an integer >= 1"),
     (("data", "benchmarks", "math500"), {"source": "jsonl", "path": "nowhere/test.jsonl"},
      r"data.benchmarks.math500.path: data file .*nowhere/test.jsonl not found"),
@@ -96,7 +103,8 @@ def test_one_set_of_ib_parameters_per_method():
     # the resolved config a DAG run writes validates again unchanged
     assert validate(copy.deepcopy(cfg)) == cfg
     # sibling stays reproducible: one key switches the sampler and the advantage together
-    sib = load_config("tiny", overrides={"method_defs": {"ibtpo": {"ib": {"pi_mode": "sibling"}}}})["method_defs"]["ibtpo"]
+    sib = load_config("tiny",
+                      overrides={"method_defs": {"ibtpo": {"ib": {"pi_mode": "sibling"}}}})["method_defs"]["ibtpo"]
     assert sib["sampler"]["ib"]["pi_mode"] == sib["advantage"]["ib"]["pi_mode"] == "sibling"
 
 
@@ -108,5 +116,6 @@ def test_trainer_refuses_a_method_whose_sampler_and_advantage_disagree(tok, tmp_
     model = build_tiny_llama(tok, n_layer=1, d_model=16, n_head=2, d_mlp=32)
     method = Method("x", {"name": "ibtree", "ib": {"pi_mode": "sibling"}}, {"name": "ibtpo", "ib": {"pi_mode": "raw"}})
     with pytest.raises(ValueError, match=r"sampler.ib .*sibling.* advantage.ib .*raw"):
-        Trainer(model, tok, [{"id": "1", "problem": "1+1", "answer": "2"}], method, TrainSettings.of(dict(steps=1, batch_problems=1, checkpoint_every=1)), SamplingParams(),
+        Trainer(model, tok, [{"id": "1", "problem": "1+1", "answer": "2"}], method,
+                TrainSettings.of(dict(steps=1, batch_problems=1, checkpoint_every=1)), SamplingParams(),
                 None, None, tmp_path)

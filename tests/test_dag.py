@@ -3,7 +3,6 @@ and a second run has nothing to do."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

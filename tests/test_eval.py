@@ -61,10 +61,12 @@ def _write_bench(path, n=6, **extra):
 
 def test_normalize_benchmark_field_names_and_float_answers(tmp_path):
     p = tmp_path / "b.jsonl"
-    p.write_text(json.dumps({"question": "q0", "ans": 27.0}) + "\n" + json.dumps({"question": "q1", "ans": "1/2"}) + "\n")
+    p.write_text(json.dumps({"question": "q0", "ans": 27.0}) + "\n"
+                 + json.dumps({"question": "q1", "ans": "1/2"}) + "\n")
     rows = normalize_benchmark({"path": str(p), "problem_field": "question", "answer_field": "ans"})
     assert rows == [{"id": "0", "problem": "q0", "answer": "27"}, {"id": "1", "problem": "q1", "answer": "1/2"}]
-    assert len(normalize_benchmark({"path": str(p), "problem_field": "question", "answer_field": "ans", "limit": 1})) == 1
+    assert len(normalize_benchmark({"path": str(p), "problem_field": "question", "answer_field": "ans",
+                                    "limit": 1})) == 1
 
 
 def test_task_hooks_grade_fixed_strings(tmp_path):
@@ -113,7 +115,8 @@ def test_ibtpo_lm_groups_repeats_into_distinct_samples(tiny_ckpt):
 
     lm = IBTPOLM(pretrained=tiny_ckpt, device="cpu", batch_size=8, seed=1)
     gk = {"until": ["a"], "do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_gen_toks": 20}
-    r1, r2 = SimpleNamespace(args=("Problem: 1 + 2\nSolution:", gk)), SimpleNamespace(args=("Problem: 7\nSolution:", gk))
+    r1, r2 = (SimpleNamespace(args=("Problem: 1 + 2\nSolution:", gk)),
+              SimpleNamespace(args=("Problem: 7\nSolution:", gk)))
     reqs = [r1] * 3 + [r2] * 3                                # how lm-eval passes `repeats: 3`
     out = lm.generate_until(reqs)
     assert len(out) == 6 and all(isinstance(o, str) and "a" not in o for o in out)

@@ -1,5 +1,5 @@
-"""Faults: a killed training job (IB-TPO: the tree sampler) resumes bit-identically through Snakemake, a non-finite loss stops
-the run at the step that produced it, and a crash mid-save never leaves a loadable partial
+"""Faults: a killed training job (IB-TPO: the tree sampler) resumes bit-identically through Snakemake,
+a non-finite loss stops the run at the step that produced it, and a crash mid-save never leaves a loadable partial
 checkpoint."""
 
 import json

@@ -49,7 +49,8 @@ def test_fork_statistics_by_hand():
     both = fork_stats([t, plain])  # forks pooled over trees, tokens averaged per tree
     assert both["n_forks"] == 3 and both["fork_position"] == pytest.approx(st["fork_position"])
     assert both["tokens_per_problem"] == (23 + 10) / 2
-    assert fork_stats([plain]) == {"fork_root_share": None, "fork_position": None, "tokens_per_problem": 10, "n_forks": 0}
+    assert fork_stats([plain]) == {"fork_root_share": None, "fork_position": None, "tokens_per_problem": 10,
+                                   "n_forks": 0}
     # summaries gathered from several processes combine into the statistics of all their trees
     assert combine([tree_forks(plain)] + [tree_forks(t)]) == both
 
@@ -152,7 +153,8 @@ def test_fork_figure_from_run_logs(tmp_path):
     assert "IB-TPO (n=2)" in svg and "eptree (n=2)" in svg and "grpo" not in svg  # chains are left out
     # a run without any tree method still gets the declared figure
     (tmp_path / "e").mkdir()
-    assert all(p.stat().st_size > 1000 for p in figures.plot_forks({"grpo": logs["grpo"]}, {}, tmp_path / "e", "fixture"))
+    assert all(p.stat().st_size > 1000
+               for p in figures.plot_forks({"grpo": logs["grpo"]}, {}, tmp_path / "e", "fixture"))
 
 
 def test_table3_has_fork_columns_for_tree_samplings(tok, tmp_path):
@@ -165,7 +167,8 @@ def test_table3_has_fork_columns_for_tree_samplings(tok, tmp_path):
     ck = tmp_path / "ck"
     build_tiny_llama(tok, n_layer=1, d_model=32, n_head=2, d_mlp=64, seed=0).save_pretrained(ck)
     tok.save_pretrained(ck)
-    write_jsonl(tmp_path / "p.jsonl", [{"id": f"q{i}", "problem": f"Compute {i}+1.", "answer": str(i + 1)} for i in range(3)])
+    write_jsonl(tmp_path / "p.jsonl",
+                [{"id": f"q{i}", "problem": f"Compute {i}+1.", "answer": str(i + 1)} for i in range(3)])
     samplings = [("independent", {"name": "chains", "G": 2}),
                  ("random branching", {"name": "random_tree", "B0": 2, "L": 2, "K": 1, "B": 1}),
                  ("entropy-guided", {"name": "eptree", "M": 1, "N": 1, "L": 1, "T": 1})]

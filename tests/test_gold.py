@@ -96,7 +96,8 @@ def test_every_gold_answer_written_by_a_model_grades_correct(benchmarks, fast_pa
     unexpected = []
     with Grader(timeout_s=10.0, fast_integer_path=fast_path) as grader:
         for name, ending in ENDINGS.items():
-            unexpected += _check(benchmarks, grader, lambda r: ending % r["answer"], GOLD_ALLOWED, f"{name} ({'fast' if fast_path else 'mv'})")
+            unexpected += _check(benchmarks, grader, lambda r: ending % r["answer"], GOLD_ALLOWED,
+                                 f"{name} ({'fast' if fast_path else 'mv'})")
         assert grader.timeouts == 0
         if fast_path:  # the integer sets really took the fast path (MATH-500 has integer golds too)
             n_int = sum(bool(re.fullmatch(r"-?\d+", r["answer"])) for rows in benchmarks.values() for r in rows)

@@ -156,7 +156,8 @@ def test_step_split_edge_cases():
         ends = split_points(list(s))
         return [s[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
-    assert steps("1+2=3\n\n3*4=12\n\nThe answer is \\boxed{12}") == ["1+2=3\n\n", "3*4=12\n\n", "The answer is \\boxed{12}"]
+    assert steps("1+2=3\n\n3*4=12\n\nThe answer is \\boxed{12}") == ["1+2=3\n\n", "3*4=12\n\n",
+                                                                     "The answer is \\boxed{12}"]
     assert steps("no separator") == ["no separator"]
     assert steps("a\n\nb\n\n") == ["a\n\n", "b\n\n"]  # trailing separator: no empty step
     assert steps("a\n\n\n\nb") == ["a\n\n\n\n", "b"]

@@ -27,7 +27,8 @@ def _cfg(**train):
         "methods": ["grpo", "ibtpo"],
         "train": t,
         "rollout": {"max_new_tokens": MAX_NEW},
-        "method_defs": {"grpo": {"sampler": {"name": "chains", "G": 5}, "loss": {"kl_coef": 0.001, "entropy_coef": 0.0}},
+        "method_defs": {"grpo": {"sampler": {"name": "chains", "G": 5},
+                                 "loss": {"kl_coef": 0.001, "entropy_coef": 0.0}},
                         "ibtpo": {"sampler": {"name": "ibtree", "B0": 2, "L": 3, "K": 1, "B": 1}}},  # G = 4
     })
 
@@ -38,7 +39,8 @@ def setup(tmp_path, tok, tiny_model):
     tiny_model.save_pretrained(base)
     tok.save_pretrained(base)
     data = tmp_path / "train.jsonl"
-    data.write_text("".join(json.dumps({"id": f"p{i}", "problem": p, "answer": "1"}) + "\n" for i, p in enumerate(PROBLEMS)))
+    data.write_text("".join(json.dumps({"id": f"p{i}", "problem": p, "answer": "1"}) + "\n"
+                            for i, p in enumerate(PROBLEMS)))
     return base, data
 
 

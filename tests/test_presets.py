@@ -69,13 +69,15 @@ def test_paper_presets_carry_the_reported_setup(preset):
     assert all(d["loss"]["kl_coef"] == 0.001 for d in md.values())
     assert md["treerl"]["advantage"]["name"] == "treerl"
     assert {"grpo", "treerl", "ibtpo"} <= set(cfg["methods"])
-    assert set(cfg["ablations"]) == {"grpo", "grpo_g12", "grpo_ibtree", "grpo_ibadv", "randtree_ibadv", "eptree_ibadv", "ibtpo"}
+    assert set(cfg["ablations"]) == {"grpo", "grpo_g12", "grpo_ibtree", "grpo_ibadv", "randtree_ibadv", "eptree_ibadv",
+                                     "ibtpo"}
     assert md["grpo_g12"]["sampler"] == {"name": "chains", "G": 12}  # equal trajectories to IBTree (4,9,1,1)
     # the method definitions mirror the tiny preset's (same names, same components up to sizes)
     tiny = load_config("tiny")["method_defs"]
     assert set(md) == set(tiny)
     for m in md:
-        assert (md[m]["sampler"]["name"], md[m]["advantage"]["name"]) == (tiny[m]["sampler"]["name"], tiny[m]["advantage"]["name"])
+        assert ((md[m]["sampler"]["name"], md[m]["advantage"]["name"])
+                == (tiny[m]["sampler"]["name"], tiny[m]["advantage"]["name"]))
 
 
 def test_every_preset_value_says_where_it_comes_from():
@@ -199,16 +201,19 @@ def test_make_data_job_materialises_the_paper_data(workdir, tmp_path):
     local = tmp_path / "local"
     local.mkdir()
     (local / "amc24.jsonl").write_text('{"problem": "1+1?", "answer": 2.0}\n')
-    (local / "gpqa_diamond.jsonl").write_text(json.dumps({"Question": "q", "Correct Answer": "a", "Incorrect Answer 1": "b",
-                                                          "Incorrect Answer 2": "c", "Incorrect Answer 3": "d"}) + "\n")
-    (local / "ifeval.jsonl").write_text(json.dumps({"key": 5, "prompt": "p", "instruction_id_list": [], "kwargs": []}) + "\n")
+    (local / "gpqa_diamond.jsonl").write_text(json.dumps({"Question": "q", "Correct Answer": "a",
+                                                          "Incorrect Answer 1": "b", "Incorrect Answer 2": "c",
+                                                          "Incorrect Answer 3": "d"}) + "\n")
+    (local / "ifeval.jsonl").write_text(json.dumps({"key": 5, "prompt": "p", "instruction_id_list": [],
+                                                    "kwargs": []}) + "\n")
     over = {"extends": "paper-qwen3-1.7b", "data": {"benchmarks": {
         n: {"source": "registry", "name": n, "path": str(local / f"{n}.jsonl")} for n in HUB_ONLY}}}
     if os.environ.get("IBTPO_DATA_DIR"):
         over["data_dir"] = str(DATA_DIR)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(over))
     d = workdir / "results" / "paper-qwen3-1.7b" / "data"
-    r = snakemake(workdir, "--cores", "1", str(d.relative_to(workdir) / "train.jsonl"), "--configfile", str(tmp_path / "c.yaml"))
+    r = snakemake(workdir, "--cores", "1", str(d.relative_to(workdir) / "train.jsonl"),
+                  "--configfile", str(tmp_path / "c.yaml"))
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     print(f"[presets] make_data of paper-qwen3-1.7b: {r.seconds:.1f} s")
     train = [json.loads(x) for x in (d / "train.jsonl").read_text().splitlines()]
@@ -219,4 +224,5 @@ def test_make_data_job_materialises_the_paper_data(workdir, tmp_path):
     for b, task in (("gpqa_diamond", "gpqa_diamond_cot_zeroshot"), ("ifeval", "ifeval")):
         assert json.loads((d / "bench" / f"{b}.meta.json").read_text())["lm_eval_task"] == task
     assert not (d / "bench" / "math500.meta.json").exists()
-    assert "also appear verbatim in the training data" in (workdir / "results" / "paper-qwen3-1.7b" / "logs" / "make_data.log").read_text()
+    assert "also appear verbatim in the training data" in (
+        workdir / "results" / "paper-qwen3-1.7b" / "logs" / "make_data.log").read_text()

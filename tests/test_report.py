@@ -42,7 +42,8 @@ def test_verdict_combination_and_errors():
 
 # ----------------------------------------------------------------------------------- tables
 def _eval_file(path, correct_by_problem, k=2):
-    samples = [{"id": f"p{i}", "answer": "1", "responses": [""] * k, "correct": c} for i, c in enumerate(correct_by_problem)]
+    samples = [{"id": f"p{i}", "answer": "1", "responses": [""] * k, "correct": c}
+               for i, c in enumerate(correct_by_problem)]
     avg = float(np.mean([np.mean(c) for c in correct_by_problem]))
     path.write_text(json.dumps({"k": k, "metrics": {f"avg@{k}": avg}, "samples": samples}))
     return str(path)

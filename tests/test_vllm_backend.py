@@ -59,7 +59,8 @@ class FakeLLM:
         self.eos = eos
         self.engine_model = FakeEngineModel(self.model)
         runner = SimpleNamespace(get_model=lambda: self.engine_model)
-        self.llm_engine = SimpleNamespace(model_executor=SimpleNamespace(driver_worker=SimpleNamespace(model_runner=runner)))
+        self.llm_engine = SimpleNamespace(
+            model_executor=SimpleNamespace(driver_worker=SimpleNamespace(model_runner=runner)))
         self.calls: list[tuple] = []
         self.awake = {"weights": True, "kv_cache": True}
 
@@ -82,10 +83,13 @@ class FakeLLM:
             comps = []
             for j in range(sp.n):
                 c = hf.generate([ids], 1, params, seed=None if sp.seed is None else sp.seed + j)[0][0]
-                lps = None if sp.logprobs is None else [{t: SimpleNamespace(logprob=x)} for t, x in zip(c.token_ids, c.logprobs)]
-                comps.append(SimpleNamespace(index=j, token_ids=tuple(c.token_ids), logprobs=lps, finish_reason=c.finish_reason,
+                lps = (None if sp.logprobs is None
+                       else [{t: SimpleNamespace(logprob=x)} for t, x in zip(c.token_ids, c.logprobs)])
+                comps.append(SimpleNamespace(index=j, token_ids=tuple(c.token_ids), logprobs=lps,
+                                             finish_reason=c.finish_reason,
                                              stop_reason=c.token_ids[-1] if c.finish_reason == "stop" else None))
-            outs.append(SimpleNamespace(prompt_token_ids=ids, outputs=comps[::-1], num_cached_tokens=3, prompt_logprobs=None))
+            outs.append(SimpleNamespace(prompt_token_ids=ids, outputs=comps[::-1], num_cached_tokens=3,
+                                        prompt_logprobs=None))
         return outs
 
     def sleep(self, level=1):
@@ -194,7 +198,8 @@ def test_outputs_become_completions_in_index_order():
 
 
 @pytest.mark.parametrize("sample, n, match", [
-    (dict(index=0, token_ids=[6, 3], logprobs=None, finish_reason="stop", stop_reason="</s>"), 1, "without one of the stop ids"),
+    (dict(index=0, token_ids=[6, 3], logprobs=None, finish_reason="stop", stop_reason="</s>"), 1,
+     "without one of the stop ids"),
     (dict(index=0, token_ids=[6], logprobs=None, finish_reason="abort"), 1, "unexpected finish_reason 'abort'"),
     (dict(index=0, token_ids=[6, 6, 6, 6], logprobs=None, finish_reason="length"), 1, "exceed max_tokens=3"),
     (dict(index=0, token_ids=[6], logprobs=None, finish_reason="length"), 2, "returned 1 samples, expected n=2"),
@@ -206,9 +211,11 @@ def test_unexpected_outputs_are_errors(sample, n, match):
 
 def test_missing_logprobs_are_errors():
     with pytest.raises(RuntimeError, match="1 log-prob entries for 2 tokens"):
-        vb.convert_output(_out(dict(index=0, token_ids=[6, 7], logprobs=[{6: -1.0}], finish_reason="length")), 1, [2], 3, True)
+        vb.convert_output(_out(dict(index=0, token_ids=[6, 7], logprobs=[{6: -1.0}], finish_reason="length")),
+                          1, [2], 3, True)
     with pytest.raises(ValueError, match="no log-prob for the sampled token 7"):
-        vb.convert_output(_out(dict(index=0, token_ids=[7], logprobs=[{6: -1.0}], finish_reason="length")), 1, [2], 3, True)
+        vb.convert_output(_out(dict(index=0, token_ids=[7], logprobs=[{6: -1.0}], finish_reason="length")),
+                          1, [2], 3, True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -365,7 +372,8 @@ def test_settings_that_cannot_work_without_a_policy_are_refused():
     with pytest.raises(ValueError, match="rescoring needs the trainer's model"):
         vb.VLLMBackend(SimpleNamespace(), None, vb.VLLMSettings(), sampling_params_cls=FakeSamplingParams)
     with pytest.raises(ValueError, match="sleep_level 2"):
-        vb.VLLMBackend(SimpleNamespace(), None, vb.VLLMSettings(logprobs="vllm"), sampling_params_cls=FakeSamplingParams)
+        vb.VLLMBackend(SimpleNamespace(), None, vb.VLLMSettings(logprobs="vllm"),
+                       sampling_params_cls=FakeSamplingParams)
 
 
 def test_engine_model_is_found_or_the_error_says_why():
@@ -457,4 +465,5 @@ def test_config_refuses_vllm_on_a_cpu_preset_and_plans_it_on_cuda():
     with pytest.raises(ConfigError, match="rollout.vllm: Additional properties"):
         load_config("smoke", overrides={"device": "cuda", "rollout": {"backend": "vllm", "vllm": {"tp": 2}}})
     with pytest.raises(ConfigError, match="rollout.vllm.max_model_len: 64 leaves no room"):
-        load_config("smoke", overrides={"device": "cuda", "rollout": {"backend": "vllm", "vllm": {"max_model_len": 64}}})
+        load_config("smoke",
+                    overrides={"device": "cuda", "rollout": {"backend": "vllm", "vllm": {"max_model_len": 64}}})

@@ -96,7 +96,8 @@ def add_paper(df: pd.DataFrame, paper_csv: str | Path, model: str, columns: dict
             hit = paper[paper[row_key] == rows.get(m, "\0")] if m in rows else paper.iloc[0:0]
             reported.append(float(hit[pcol].iloc[0]) if len(hit) and pd.notna(hit[pcol].iloc[0]) else None)
         df[f"{b}_paper"] = reported
-        df[f"{b}_vs_paper"] = [round(o - p, 2) if p is not None and pd.notna(o) else None for o, p in zip(df[b], reported)]
+        df[f"{b}_vs_paper"] = [round(o - p, 2) if p is not None and pd.notna(o) else None
+                               for o, p in zip(df[b], reported)]
     return df
 
 

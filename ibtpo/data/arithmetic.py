@@ -133,7 +133,8 @@ def make_problem(rng: random.Random, n_ops: int, spec: ArithmeticSpec, max_tries
     }
 
 
-def generate(spec: ArithmeticSpec, n: int, seed: int, exclude: set[str] = frozenset(), prefix: str = "arith") -> list[dict]:
+def generate(spec: ArithmeticSpec, n: int, seed: int, exclude: set[str] = frozenset(),
+             prefix: str = "arith") -> list[dict]:
     """``n`` distinct problems (by expression), none in ``exclude``; n_ops cycles through ``spec.n_ops``."""
     rng = random.Random(seed)
     out, seen = [], set(exclude)

@@ -114,7 +114,8 @@ SOURCES: dict[str, Source] = {
     # hub-only (ids our choice, see the module docstring)
     "amc24": Source("AMC 10/12 2024", hub=("evalscope/amc_22-24", "amc24", "test"), id=None,
                     problem=_first_field("problem", "question"),
-                    note="our choice of hub id (its field names not verified offline); answers are values, not letters"),
+                    note="our choice of hub id (its field names not verified offline); "
+                         "answers are values, not letters"),
     "gpqa_diamond": Source("GPQA-Diamond", hub=("Idavidrein/gpqa", "gpqa_diamond", "train"), id=None,
                            lm_eval_task="gpqa_diamond_cot_zeroshot",
                            note="gated dataset: accept its licence on the hub and set HF_TOKEN"),

@@ -58,7 +58,8 @@ def _quiet_custom_dataset_warning() -> None:
         lg.addFilter(_DropCustomKwargsHint())
 
 
-def model_arguments(model: str, checkpoint: str, spec: dict, seed: int, extra: dict | None = None) -> tuple[dict, int | str]:
+def model_arguments(model: str, checkpoint: str, spec: dict, seed: int,
+                    extra: dict | None = None) -> tuple[dict, int | str]:
     """``(model_args, batch_size)`` for ``simple_evaluate``; ``device`` is passed separately."""
     extra = dict(extra or {})
     if model == "ibtpo":
@@ -207,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(prog="python -m ibtpo.eval.run", description=main.__doc__)
     ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--benchmarks", required=True, help="{name: {path, problem_field?, answer_field?, id_field?, limit?}}")
+    ap.add_argument("--benchmarks", required=True,
+                    help="{name: {path, problem_field?, answer_field?, id_field?, limit?}}")
     ap.add_argument("--spec", required=True, help="the eval spec (see ibtpo.eval.tasks.resolve_spec)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="cpu")

@@ -56,7 +56,8 @@ def template_dir() -> Path:
 def evaluation_spec(cfg: dict) -> dict:
     """The eval spec of a validated config: its ``prompt_template`` and the ``evaluation`` keys of
     :data:`SPEC_KEYS`."""
-    return {"prompt_template": cfg["prompt_template"], **{k: cfg["evaluation"][k] for k in SPEC_KEYS if k in cfg["evaluation"]}}
+    return {"prompt_template": cfg["prompt_template"],
+            **{k: cfg["evaluation"][k] for k in SPEC_KEYS if k in cfg["evaluation"]}}
 
 
 def _spec_schema() -> dict:
@@ -126,7 +127,8 @@ def normalize_benchmark(bench: dict) -> list[dict]:
     path = Path(bench["path"])
     if not path.is_file():
         raise FileNotFoundError(f"benchmark file not found: {path}")
-    pf, af, idf = bench.get("problem_field", "problem"), bench.get("answer_field", "answer"), bench.get("id_field", "id")
+    pf, af, idf = (bench.get("problem_field", "problem"), bench.get("answer_field", "answer"),
+                   bench.get("id_field", "id"))
     rows = []
     for i, line in enumerate(l for l in path.read_text().splitlines() if l.strip()):
         d = json.loads(line)

@@ -1,7 +1,8 @@
 """The DAG's jobs, one file each; ``python -m ibtpo <job>`` runs one (``ibtpo/__main__.py``).
 
 Every job module has the same interface: ``add_arguments(parser)`` (its options, each with help
-text) and ``main(args) -> int`` (exit status); its one-line help sits in the dispatch table. The common options ``--config`` and ``--threads`` belong to the top-level parser; a job
+text) and ``main(args) -> int`` (exit status); its one-line help sits in the dispatch table. The
+common options ``--config`` and ``--threads`` belong to the top-level parser; a job
 that reads the preset calls :func:`job_config`.
 """
 

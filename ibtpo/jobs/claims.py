@@ -121,7 +121,8 @@ def _token_ratio(details_path: str | None, policy: str, n_boot: int, conf: float
         return None, None
     det = json.loads(Path(details_path).read_text())
     tree = next((d for d in det if d["policy"] == policy and d["sampling"].startswith("IB-guided")), None)
-    chains = next((d for d in det if d["policy"] == policy and d["sampling"] == "independent" and round(d["G"]) == 8), None)
+    chains = next((d for d in det
+                   if d["policy"] == policy and d["sampling"] == "independent" and round(d["G"]) == 8), None)
     if tree is None or chains is None:
         return None, None
     t, c = np.array(tree["tokens"], float), np.array(chains["tokens"], float)
@@ -161,7 +162,8 @@ class Report:
             row = {"equal_steps": {"text": _fmt(cmp["equal_steps"]), "verdict": vs, **cmp["equal_steps"].to_dict()}}
             if cmp["equal_tokens"] is not None:
                 vt = judge(cmp["equal_tokens"], direction, margin, bounds)
-                row["equal_tokens"] = {"text": _fmt(cmp["equal_tokens"]), "verdict": vt, **cmp["equal_tokens"].to_dict()}
+                row["equal_tokens"] = {"text": _fmt(cmp["equal_tokens"]), "verdict": vt,
+                                       **cmp["equal_tokens"].to_dict()}
                 v = combine([vs, vt])
                 t = cmp["tokens"]
                 notes.append(f"{self.label.get(t['read_at_budget'])} read at the other's final token budget "
@@ -204,11 +206,13 @@ def build(cfg: dict, manifest: dict) -> list[dict]:
     rep.accuracy("ibtpo_beats_grpo", "ibtpo", "grpo", "IB-TPO beats GRPO on average accuracy",
                  "+2.9 (1.7B), +3.6 (8B) Avg points", evidence=["table1.md", *dyn])
     ratio, gs = _token_ratio(manifest.get("table3_details"), manifest.get("trained_label", ""), nb, conf)
-    rep.add("ibtree_tokens", "IBTree (4,9,1,1) gives ~50% more trajectories (G=12 vs 8) at about equal generated tokens",
+    rep.add("ibtree_tokens",
+            "IBTree (4,9,1,1) gives ~50% more trajectories (G=12 vs 8) at about equal generated tokens",
             "G 12 vs 8; tokens 7592 vs 7469 per problem (1.016×)", "within", ["table3.md"], est=ratio, unit="×",
-            bounds=TOKENS_WITHIN, note=(f"policy {manifest.get('trained_label')}, {gs['sampling']}; G {gs['G_tree']:.0f} vs "
-                                        f"{gs['G_chains']:.0f}; 'about equal' = ratio in {list(TOKENS_WITHIN)} (our choice); "
-                                        "95% percentile bootstrap over problems") if gs else "")
+            bounds=TOKENS_WITHIN,
+            note=(f"policy {manifest.get('trained_label')}, {gs['sampling']}; G {gs['G_tree']:.0f} vs "
+                  f"{gs['G_chains']:.0f}; 'about equal' = ratio in {list(TOKENS_WITHIN)} (our choice); "
+                  "95% percentile bootstrap over problems") if gs else "")
     for m, what in (("grpo_cliphigher", "clip-higher"), ("grpo_entropy", "entropy regularisation")):
         rep.accuracy(f"{m}_not_better", m, "grpo", f"GRPO + {what} does not beat plain GRPO",
                      "lower than or equal to GRPO (Avg)", direction="not_greater", margin=NOT_GREATER_MARGIN,
@@ -217,12 +221,14 @@ def build(cfg: dict, manifest: dict) -> list[dict]:
     probes, subs = manifest.get("probes", {}), []
     if "ibtpo" in probes and "grpo" in probes:
         ib, gr = _probe_cells(probes["ibtpo"]), _probe_cells(probes["grpo"])
-        for what, est in (("IB-TPO Cov > 0", estimate([ib], conf)), ("IB-TPO − GRPO Cov > 0", estimate_diff([ib], [gr], conf))):
+        for what, est in (("IB-TPO Cov > 0", estimate([ib], conf)),
+                          ("IB-TPO − GRPO Cov > 0", estimate_diff([ib], [gr], conf))):
             subs.append({"what": what, "reproduced": f"{est.mean:+.4f} [{est.lo:+.4f}, {est.hi:+.4f}]",
                          "verdict": judge(est, "greater"), "estimate": est.to_dict()})
     else:
         subs = [{"what": "probe", "reproduced": "—", "verdict": NOT_MEASURED}]
-    rep.add("cov_collapse", "GRPO's Cov(η1,η2) collapses towards 0 while IB-TPO keeps it positive (final checkpoint, probe)",
+    rep.add("cov_collapse",
+            "GRPO's Cov(η1,η2) collapses towards 0 while IB-TPO keeps it positive (final checkpoint, probe)",
             "GRPO → ~0 early; IB-TPO stays positive (Figure 3)", "all_of", dyn, subs=subs)
 
     for a, b, text, paper in (

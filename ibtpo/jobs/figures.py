@@ -32,7 +32,8 @@ PANELS = [("accuracy", "accuracy avg@k (%)"), ("entropy", "token entropy (probe)
           ("effective", "Eff-Rate (probe, %)"), ("ib_score", "IB-Score (probe)"), ("cov_eta", "Cov(η1, η2) (probe)")]
 FORK_PANELS = [("fork_position", "fork position (share of response)"),
                ("fork_root_share", "forks at the root (%)")]
-TRAIN_PANELS = [("reward_mean", "train reward"), ("eff_rate", "train Eff-Rate"), ("sample_entropy", "train token entropy")]
+TRAIN_PANELS = [("reward_mean", "train reward"), ("eff_rate", "train Eff-Rate"),
+                ("sample_entropy", "train token entropy")]
 
 
 def read_metrics(path: str | Path) -> pd.DataFrame:

@@ -178,7 +178,8 @@ def peak_gib(snap: dict) -> float:
 
 def _fmt(snap: dict) -> str:
     if snap["kind"] == "cuda":
-        return (f"peak allocated {snap['peak_allocated_gib']:.2f} GiB, peak reserved {snap['peak_reserved_gib']:.2f} GiB, "
+        return (f"peak allocated {snap['peak_allocated_gib']:.2f} GiB, "
+                f"peak reserved {snap['peak_reserved_gib']:.2f} GiB, "
                 f"device in use {snap['device_used_gib']:.2f} / {snap['device_total_gib']:.2f} GiB")
     rss = "?" if snap["rss_gib"] is None else f"{snap['rss_gib']:.2f}"
     return f"peak RSS {snap['peak_rss_gib']:.2f} GiB (now {rss}) of {snap['total_gib']:.1f} GiB"
@@ -229,7 +230,8 @@ def advice(phase: str, cfg: dict, plan: Plan, est: dict | None) -> list[str]:
     out = [f"the largest update chunk holds {plan.update_chunk} sequences of {shape}{logits}: raise "
            f"train.update_chunks (now {t['update_chunks']}) or train.minibatches (now {t['minibatches']}) "
            "to make chunks smaller",
-           f"lower rollout.max_new_tokens (now {plan.max_new_tokens}) or train.batch_problems (now {t['batch_problems']})"]
+           f"lower rollout.max_new_tokens (now {plan.max_new_tokens}) or "
+           f"train.batch_problems (now {t['batch_problems']})"]
     if est is not None:
         out.append(f"resident during the update: weights {est['weights']:.2f} + gradients {est['gradients']:.2f} + "
                    f"AdamW moments {est['adam_moments']:.2f} + reference {est['reference_model']:.2f} GiB; "

@@ -7,8 +7,8 @@ the same problems and seed for every method and step, baselines included — and
 - ``ib_score``   mean IB-Score over the tree's *branching* nodes (two or more children; METHOD.md §2,
   ``ibtpo.ib_score``). A node with one child has ``Cov = 0`` and its score is its child's confidence
   times ``-(1+beta)/beta`` (ratio 1), not a comparison of alternatives, and a tree's many single-child
-  step nodes would drown the signal: averaging over branching nodes is our choice; ``ib_score_all`` / ``cov_eta_all`` keep the mean
-  over every non-leaf node;
+  step nodes would drown the signal: averaging over branching nodes is our choice; ``ib_score_all`` /
+  ``cov_eta_all`` keep the mean over every non-leaf node;
 - ``cov_eta``    mean ``Cov(eta1, eta2)`` over the same branching nodes (the exploitation term);
 - ``root_ib`` / ``root_cov``  the same at the root only;
 - ``entropy``    mean per-token entropy of the generated tokens (policy at the sampling temperature);
@@ -87,7 +87,8 @@ def run(cfg: dict, checkpoint: str | Path, bench_dir: str | Path, out_json: str 
     model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32).to(cfg["device"]).eval()
     trees = []
     with Grader(timeout_s=cfg["evaluation"]["grader_timeout_s"]) as grader:
-        ctx = RolloutContext(make_backend(cfg, model, tok), tok, grader, rollout_sampling(cfg, tok), cfg["prompt_template"])
+        ctx = RolloutContext(make_backend(cfg, model, tok), tok, grader, rollout_sampling(cfg, tok),
+                             cfg["prompt_template"])
         for i in range(0, len(problems), batch):
             trees += sampler.sample(problems[i:i + batch], ctx, seed=pr["seed"] + i)
             print(f"[probe] {min(i + batch, len(problems))}/{len(problems)} problems", flush=True)

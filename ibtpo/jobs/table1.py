@@ -41,7 +41,8 @@ def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1") -> pd.Da
         key, paper_rows = (("method", rep.get("paper_rows", {})) if which == "table1"
                            else ("configuration", TABLE2_PAPER_ROWS))
         paper = pd.read_csv(Path(rep["paper_dir"]) / PAPER_FILES[which], nrows=0)
-        columns = {b: c for b, c in {**rep["paper_columns"], "Avg": "Avg"}.items() if c in paper.columns}  # Table 2: 3 benchmarks
+        # Table 2: 3 benchmarks
+        columns = {b: c for b, c in {**rep["paper_columns"], "Avg": "Avg"}.items() if c in paper.columns}
         df = add_paper(df, Path(rep["paper_dir"]) / PAPER_FILES[which], rep.get("paper_model", ""),
                        columns, paper_rows, row_key=key)
     ev = cfg["evaluation"]

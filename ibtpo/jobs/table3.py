@@ -62,16 +62,20 @@ def run(cfg: dict, checkpoints: dict[str, str], problems_path: str, out_csv: str
                                 "tokens": [t.generated_tokens for t in s["trees"]],
                                 "rewards": [t.rewards() for t in s["trees"]]})
                 rows.append({"policy": label, "sampling": name, "G": s["G"], "eff_rate": round(s["eff_rate"], 1),
-                             "avg_rate": round(s["avg_rate"], 1), "tokens_per_problem": round(s["tokens_per_problem"], 1),
+                             "avg_rate": round(s["avg_rate"], 1),
+                             "tokens_per_problem": round(s["tokens_per_problem"], 1),
                              "fork_root_share": _pct(fk["fork_root_share"]), "fork_position": _pct(fk["fork_position"]),
                              "seconds": round(s["seconds"], 2), "n_problems": len(problems)})
                 print(f"[table3] {label:>8} {name:<22} G={s['G']:.0f} eff={s['eff_rate']:.1f}% "
                       f"avg={s['avg_rate']:.1f}% tokens/problem={s['tokens_per_problem']:.0f} t={s['seconds']:.1f}s"
-                      + (f" forks root={100 * fk['fork_root_share']:.0f}% pos={fk['fork_position']:.2f}" if fk["n_forks"] else ""))
+                      + (f" forks root={100 * fk['fork_root_share']:.0f}% pos={fk['fork_position']:.2f}"
+                         if fk["n_forks"] else ""))
     df = pd.DataFrame(rows)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
-    write_all(df.assign(kind="method", label=df["policy"] + " / " + df["sampling"] + " G=" + df["G"].map("{:.0f}".format)),
-              Path(out_csv).with_suffix(""), ["eff_rate", "avg_rate", "tokens_per_problem", "fork_root_share", "fork_position"],
+    write_all(df.assign(kind="method",
+                        label=df["policy"] + " / " + df["sampling"] + " G=" + df["G"].map("{:.0f}".format)),
+              Path(out_csv).with_suffix(""),
+              ["eff_rate", "avg_rate", "tokens_per_problem", "fork_root_share", "fork_position"],
               f"Table 3 ({cfg['preset']} preset): sampling statistics on {len(problems)} problems",
               higher={"tokens_per_problem": False, "fork_root_share": False}, csv_df=df)
     if details_json:
@@ -82,7 +86,8 @@ def run(cfg: dict, checkpoints: dict[str, str], problems_path: str, out_csv: str
 
 def add_arguments(p) -> None:
     p.add_argument("--base", required=True, help="the base model's checkpoint directory")
-    p.add_argument("--trained", required=True, help="the trained policy: checkpoint directory or a train job's marker file")
+    p.add_argument("--trained", required=True,
+                   help="the trained policy: checkpoint directory or a train job's marker file")
     p.add_argument("--trained-label", default="trained", help="its row label, e.g. ibtpo@30 (default %(default)s)")
     p.add_argument("--problems", required=True, help="problems JSONL (the first --n-problems are used)")
     p.add_argument("--n-problems", type=int, default=64, help="problems per sampler (default %(default)s)")

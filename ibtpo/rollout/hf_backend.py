@@ -88,7 +88,8 @@ class HFBackend(GenerationBackend):
         ids, mask = ids.to(self.device), mask.to(self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **{self._cache_kw: cache})
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                         **{self._cache_kw: cache})
         if isinstance(self.model, PreTrainedModel) and cache.get_seq_length() != width:
             raise RuntimeError(f"the model did not fill the KV cache (argument {self._cache_kw!r}); "
                                "this transformers version is not supported by the HF backend")
@@ -101,8 +102,8 @@ class HFBackend(GenerationBackend):
         next_pos = pos[:, -1] + 1
 
         total = len(prefixes) * n
-        caps = torch.tensor([min(params.max_new_tokens, max_new[i // n]) if max_new is not None else params.max_new_tokens
-                             for i in range(total)], device=self.device)
+        caps = torch.tensor([min(params.max_new_tokens, max_new[i // n]) if max_new is not None
+                             else params.max_new_tokens for i in range(total)], device=self.device)
         steps = int(caps.max())
         out_tok = torch.zeros((total, steps), dtype=torch.long, device=self.device)
         out_lp = torch.zeros((total, steps), device=self.device)

@@ -345,7 +345,8 @@ def engine_model(llm):
     tried = [".".join(p) for p in ENGINE_RUNNER_PATHS]
     raise RuntimeError("cannot reach the vLLM engine's model to load weights (tried "
                        f"{tried}); the engine must run in-process (distributed_executor_backend="
-                       "'external_launcher', VLLM_ENABLE_V1_MULTIPROCESSING=0), as VLLMBackend.from_pretrained builds it")
+                       "'external_launcher', VLLM_ENABLE_V1_MULTIPROCESSING=0), "
+                       "as VLLMBackend.from_pretrained builds it")
 
 
 def _free_port() -> int:
@@ -575,7 +576,8 @@ class VLLMBackend(GenerationBackend):
         out = self.llm.generate([{"prompt_token_ids": [int(t) for t in ids]}], sampling_params=[sp], use_tqdm=False)[0]
         plp = out.prompt_logprobs
         if plp is None or len(plp) != len(ids):
-            raise RuntimeError(f"vLLM returned {None if plp is None else len(plp)} prompt log-probs for {len(ids)} tokens")
+            raise RuntimeError(f"vLLM returned {None if plp is None else len(plp)} prompt log-probs "
+                               f"for {len(ids)} tokens")
         return [_logprob_value(plp[k], int(ids[k]), f"probe token {k}") for k in range(1, len(ids))]
 
     def logprob_gap(self, ids: Sequence[int], model=None) -> dict:
