@@ -3,17 +3,22 @@
 #   snakemake --cores all results/table1.csv --configfile pipelines/config/<preset>.yaml
 # The config is validated against pipelines/schemas/config.schema.yaml before any job runs.
 import json
+import re
 import sys
 from pathlib import Path
 
-from ibtpo.config import ConfigError, check_resource_rules, checkpoint_steps, rule_resources, load_config, resolve_extends, validate
+from ibtpo.config import (ConfigError, check_resource_rules, checkpoint_steps, dag_config, load_config,
+                          rule_resources)
 
+LAST_RUN = Path("results/last_run.json")  # the preset the DAG last planned (for a bare --report)
 try:
-    _raw = dict(config)
-    if "method_defs" in _raw or "extends" in _raw:
-        CFG = validate(resolve_extends(_raw, Path("pipelines/config/<configfile>")), "--configfile")
+    if "--report" in sys.argv and not config and LAST_RUN.exists():
+        # `snakemake --report results/report.html` reports what was run last, whichever preset it was
+        _last = json.loads(LAST_RUN.read_text())
+        print(f"[report] no preset given: the last run's, {_last['preset']!r} ({_last['config']})", file=sys.stderr)
+        CFG = load_config(_last["config"])
     else:
-        CFG = load_config(_raw.pop("preset", "tiny"), overrides=_raw or None)
+        CFG = dag_config(config, workflow.config_settings.configfiles)
 except ConfigError as e:
     raise WorkflowError(str(e)) from None
 
@@ -36,6 +41,7 @@ BASE = f"{R}/base" if BUILD_BASE else CFG["policy"]["base"]
 N_BASES = CFG["policy"]["base_models"] if BUILD_BASE else 1
 BASES = [BASE] + [f"{R}/base_{i}" for i in range(1, N_BASES)]
 BASE_EVALS = ["base"] + [f"base_{i}" for i in range(1, N_BASES)]  # eval/<name>/step_0/ of each base
+EXTERNAL = CFG.get("external", {})  # checkpoints trained elsewhere: rows of Table 1 (eval/external/<name>/)
 
 
 def base_index(seed):
@@ -46,6 +52,11 @@ Path(R).mkdir(parents=True, exist_ok=True)
 _text = json.dumps(CFG, indent=1, sort_keys=True)
 if not Path(CONFIG_FILE).exists() or Path(CONFIG_FILE).read_text() != _text:
     Path(CONFIG_FILE).write_text(_text)
+if workflow.is_main_process and not workflow.dryrun and "--report" not in sys.argv:
+    _last = json.dumps({"preset": PRESET, "config": CONFIG_FILE})
+    if not LAST_RUN.exists() or LAST_RUN.read_text() != _last:
+        LAST_RUN.parent.mkdir(parents=True, exist_ok=True)
+        LAST_RUN.write_text(_last)
 
 
 def manifest(name, obj):

@@ -68,9 +68,9 @@ def resolve_extends(data: dict, origin: Path, depth: int = 0) -> dict:
         return data
     if depth > 5:
         raise ConfigError(f"{origin}: 'extends' chain too deep")
-    ppath = _preset_path(parent)
-    if not ppath.is_absolute() and not ppath.exists():
-        ppath = origin.parent / ppath
+    ppath = _preset_path(parent)  # a preset name is a path under pipelines/config (absolute)
+    if not ppath.is_absolute() and (origin.parent / ppath).exists():
+        ppath = origin.parent / ppath  # relative to the file that extends it
     base = resolve_extends(_read_yaml(ppath), ppath, depth + 1)
     merged = deep_merge(base, {k: v for k, v in data.items() if k != "extends"})
     return merged
@@ -309,25 +309,59 @@ def _check_policy(cfg: dict) -> list[str]:
 
 
 def _check_data(cfg: dict) -> list[str]:
-    """Each data set has what its source needs, and its local file exists."""
+    """Each data set has what its source needs, and its local file exists (hub datasets:
+    ``ibtpo.data.benchmarks.check_hub_access`` at planning time). Keys another source reads are not
+    refused: a preset that ``extends`` another and changes a set's source inherits the old keys."""
     problems = []
-    entries = [("data.train", cfg["data"]["train"])] + [(f"data.benchmarks.{k}", v)
-                                                         for k, v in cfg["data"]["benchmarks"].items()]
+    entries = [(f"data.{k}", cfg["data"][k]) for k in ("train", "sft") if k in cfg["data"]]
+    entries += [(f"data.benchmarks.{k}", v) for k, v in cfg["data"]["benchmarks"].items()]
     for where, ds in entries:
-        if ds["source"] == "arithmetic" and "n" not in ds:
+        src = ds["source"]
+        if src == "arithmetic" and "n" not in ds:
             problems.append(f"{where}.n: required for source 'arithmetic'")
-        if ds["source"] in ("jsonl", "parquet") and "path" not in ds:
-            problems.append(f"{where}.path: required for source {ds['source']!r}")
-        elif ds["source"] in ("jsonl", "parquet") and not (data_root(cfg) / ds["path"]).exists():
-            problems.append(f"{where}.path: data file {data_root(cfg) / ds['path']} not found "
-                            f"(data_dir: {cfg['data_dir']!r})")
-        if ds["source"] == "registry":
+        for key in ("hf_id", "split"):
+            if src == "hf" and key not in ds:
+                why = " (no default: hub datasets name their splits differently)" if key == "split" else ""
+                problems.append(f"{where}.{key}: required for source 'hf'{why}")
+        if src in ("jsonl", "parquet") and "path" not in ds:
+            problems.append(f"{where}.path: required for source {src!r}")
+        elif src in ("jsonl", "parquet", "hf") and "path" in ds:
+            path = Path(ds["path"]) if Path(ds["path"]).is_absolute() else data_root(cfg) / ds["path"]
+            other = {"jsonl": "parquet", "parquet": "jsonl"}.get(src)
+            if not path.exists():
+                problems.append(f"{where}.path: data file {path} not found (data_dir: {cfg['data_dir']!r})")
+            elif other and path.suffix == f".{other}":
+                problems.append(f"{where}.path: {path.name} looks like a {other} file; use source: {other}")
+        if src == "registry":
             problems += _registry_problems(cfg, where, ds)
     return problems
 
 
+def _check_external(cfg: dict) -> list[str]:
+    """External checkpoints: names that are not a method's (nor ``base``), and a hub id only when it is
+    in the local Hugging Face cache (nothing is downloaded at planning or by the evaluation)."""
+    problems = []
+    for name, ext in cfg.get("external", {}).items():
+        if name in cfg["method_defs"] or name.startswith("base"):
+            problems.append(f"external.{name}: the name is taken by "
+                            + ("a method of method_defs" if name in cfg["method_defs"] else "the base model rows")
+                            + "; choose another")
+        if "hub" in ext and not hub_cached(ext["hub"]):
+            problems.append(f"external.{name}.hub: {ext['hub']!r} is not in the local Hugging Face cache (the "
+                            f"evaluation runs offline); fetch it first: huggingface-cli download {ext['hub']}, "
+                            f"or give a local path: external.{name}.path")
+    return problems
+
+
+def hub_cached(repo_id: str) -> bool:
+    """Whether a hub model's ``config.json`` is in the local Hugging Face cache (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
 SECTION_CHECKS = (_check_methods, _check_probe, _check_evaluation, _check_rollout, _check_train, _check_policy,
-                  _check_data)
+                  _check_data, _check_external)
 
 
 IB_KEYS = ("beta", "pi_mode", "zero_parent")
@@ -415,14 +449,46 @@ def _registry_problems(cfg: dict, where: str, ds: dict) -> list[str]:
     return []
 
 
-def _coerce_booleans(overrides: dict) -> dict:
-    """``--config run_ablations=true`` arrives as the string 'true': read top-level boolean keys."""
-    props = schema()["properties"]
-    out = dict(overrides)
-    for k, v in overrides.items():
-        if props.get(k, {}).get("type") == "boolean" and isinstance(v, str) and v.lower() in ("true", "false"):
-            out[k] = v.lower() == "true"
-    return out
+def _wants_non_string(node: dict) -> bool:
+    """The schema node takes no string (a number, boolean, array, ...), or says nothing (component
+    parameters such as ``sampler.G``)."""
+    types = node.get("type")
+    if types is not None:
+        return "string" not in (types if isinstance(types, list) else [types])
+    if "enum" in node:
+        return not any(isinstance(v, str) for v in node["enum"])
+    return "oneOf" not in node and "anyOf" not in node and "pattern" not in node
+
+
+def _read_scalar(text: str):
+    """``--config`` text as a YAML scalar (JSON first: YAML 1.1 reads ``1e-4`` as a string)."""
+    for parse in (json.loads, yaml.safe_load):
+        try:
+            value = parse(text)
+        except (ValueError, yaml.YAMLError):
+            continue
+        if isinstance(value, (bool, int, float)) or value is None:
+            return value
+    return text
+
+
+def coerce_overrides(value, node: dict | None = None, root: dict | None = None):
+    """Values from ``snakemake --config key=value`` typed by the schema: Snakemake reads a nested value
+    (``evaluation={temperature: 0.5}``) with YAML's BaseLoader, so every leaf arrives as a string
+    (and a top-level ``run_ablations=true`` too). A string where the schema takes no string (or where
+    it says nothing, as for a sampler's parameters) is read as a number / boolean / null when it
+    is one; other strings stay as they are (``prompt_template``, ``preset``)."""
+    root = schema() if root is None else root
+    node = _deref(node if node is not None else root, root)
+    if isinstance(value, dict):
+        props, extra = node.get("properties", {}), node.get("additionalProperties")
+        return {k: coerce_overrides(v, props.get(k, extra if isinstance(extra, dict) else {}), root)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce_overrides(v, node.get("items", {}), root) for v in value]
+    if isinstance(value, str) and _wants_non_string(node):
+        return _read_scalar(value)
+    return value
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
@@ -432,8 +498,21 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     p = _preset_path(path)
     data = resolve_extends(_read_yaml(p), p)
     if overrides:
-        data = deep_merge(data, _coerce_booleans(overrides))
+        data = deep_merge(data, coerce_overrides(overrides))
     return validate(data, str(p))
+
+
+def dag_config(config: dict, configfiles: list | tuple = ()) -> dict:
+    """The Snakefile's config. ``--configfile FILE`` (a preset of one's own: ``extends`` relative to
+    FILE's folder, errors naming FILE) or ``--config preset=NAME key=value ...`` (overrides over the
+    preset, typed by the schema), validated like ``python -m ibtpo --config``."""
+    raw = coerce_overrides(dict(config))
+    if "method_defs" in raw or "extends" in raw:
+        files = [Path(f) for f in configfiles]
+        with_extends = [f for f in files if f.exists() and "extends" in _read_yaml(f)]
+        origin = (with_extends or files or [Path("<--configfile>")])[-1]
+        return validate(resolve_extends(raw, origin), str(origin))
+    return load_config(raw.pop("preset", "tiny"), overrides=raw or None)
 
 
 def checkpoint_steps(cfg: dict) -> list[int]:

@@ -11,6 +11,21 @@ documents (``verify`` is not symmetric).  The gold is wrapped as ``$gold$``
 before parsing so that LaTeX golds parse as LaTeX (left as is when it already
 contains ``\\boxed`` or starts with ``$``).
 
+What the answer is
+------------------
+``answer`` (the config's ``evaluation.answer``) says which part of the completion
+is its answer:
+
+* ``"boxed"`` (the default): the content of the **last** ``\\boxed{...}`` (see
+  :func:`extract_last_boxed`).  A completion with no braced ``\\boxed{...}`` (or whose
+  last one is unbalanced, e.g. cut off by the token limit) is graded **wrong**
+  without asking math-verify; otherwise ``\\boxed{<content>}`` alone is what
+  math-verify parses (and what the fast path sees), so ``7+3=10 ... 10-5=5`` earns
+  nothing for gold 5, and ``\\boxed{3} ... \\boxed{5}`` is read as 5.
+* ``"any"``: the full completion goes to math-verify, whose default extraction
+  takes the last expression it finds (``3*4=12`` is correct for gold 12 without a
+  box); the integer fast path then applies under the conditions below.
+
 Why a child process
 -------------------
 math-verify bounds its own run time with ``signal.alarm`` (SIGALRM).  That only
@@ -55,7 +70,9 @@ forks inherits no worker (its copy is reset and starts its own).
 Fast path
 ---------
 With ``fast_integer_path=True`` (the default) a pair is decided in-process,
-without touching the worker, when all of these hold:
+without touching the worker, when all of these hold (under ``answer="boxed"`` they
+are checked on ``\\boxed{<content of the last box>}``, so there the rule is simply
+"the last box holds a plain integer"):
 
 * the gold is a plain integer after stripping (``-?\\d+``, ASCII digits), or an
   integer written as a float with a zero fraction (``27.0``, as AMC stores it);
@@ -94,7 +111,9 @@ import weakref
 from multiprocessing.connection import Connection
 
 __all__ = [
+    "ANSWER_MODES",
     "Grader",
+    "answer_text",
     "default_grader",
     "shared_grader",
     "close_shared",
@@ -112,6 +131,18 @@ _GOLD_INT_RE = re.compile(r"-?\d+(?:\.0+)?", re.ASCII)
 _PRED_INT_RE = re.compile(r"-?\d+", re.ASCII)
 _FINAL_ANSWER_RE = re.compile(r"final answer", re.IGNORECASE)
 _FAST_MAX_DIGITS = 1000
+
+# evaluation.answer (pipelines/schemas/config.schema.yaml): what part of a completion is its answer
+ANSWER_MODES = ("boxed", "any")
+_ANSWER_TEXT = {
+    "boxed": "the last `\\boxed{}` of a response (a response without one is wrong)",
+    "any": "math-verify's default extraction (the last expression in a response, boxed or not)",
+}
+
+
+def answer_text(mode: str) -> str:
+    """One sentence for reports: which part of a response was graded (``evaluation.answer``)."""
+    return f"Answers: {_ANSWER_TEXT[mode]} (`evaluation.answer: {mode}`)."
 
 
 def extract_last_boxed(text: str | None) -> str | None:
@@ -419,22 +450,35 @@ class Grader:
     ``grade(gold, pred)`` -- gold answer first, full completion second -- returns
     ``True`` iff math-verify finds the completion's answer equal to the gold
     (``verify(parse(gold_wrapped), parse(pred))``), decided in-process by the
-    integer fast path when it applies.  An item that runs past ``timeout_s``
-    seconds is graded ``False`` and counted in :attr:`timeouts`.  See the module
-    docstring for the process model, the timeout policy and the fast path.
+    integer fast path when it applies.  ``answer`` says what the completion's
+    answer is: ``"boxed"`` (default) its last ``\\boxed{...}`` (none: wrong),
+    ``"any"`` whatever math-verify extracts from the full text.  An item that runs
+    past ``timeout_s`` seconds is graded ``False`` and counted in :attr:`timeouts`.
+    See the module docstring for the answer modes, the process model, the timeout
+    policy and the fast path.  :meth:`from_spec` builds one from a config's
+    ``evaluation`` section.
 
     Thread-safe; use as a context manager or call :meth:`close` to stop the worker.
     """
 
     def __init__(self, timeout_s: float = 2.0, fast_integer_path: bool = True,
-                 startup_timeout_s: float = 120.0) -> None:
+                 startup_timeout_s: float = 120.0, answer: str = "boxed") -> None:
         if not timeout_s > 0:
             raise ValueError("timeout_s must be > 0")
+        if answer not in ANSWER_MODES:
+            raise ValueError(f"answer must be one of {ANSWER_MODES}, got {answer!r}")
         self.timeout_s = float(timeout_s)
+        self.answer = answer
         self.fast_integer_path = bool(fast_integer_path)
         self.startup_timeout_s = float(startup_timeout_s)
         self._init_state()
         _LIVE.add(self)
+
+    @classmethod
+    def from_spec(cls, evaluation: dict, **kwargs) -> "Grader":
+        """The grader a validated config's ``evaluation`` section (or a resolved eval spec) asks for:
+        its ``grader_timeout_s`` and ``answer``; ``kwargs`` go to the constructor."""
+        return cls(timeout_s=evaluation["grader_timeout_s"], answer=evaluation["answer"], **kwargs)
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()  # the worker channel
@@ -444,6 +488,7 @@ class Grader:
         self._calls = 0
         self._timeouts = 0
         self._fast = 0
+        self._no_box = 0
         self._worker_errors = 0
         self._worker_starts = 0
         self.last_startup_s: float | None = None
@@ -473,6 +518,11 @@ class Grader:
         return self._fast
 
     @property
+    def no_box(self) -> int:
+        """Number of completions graded wrong for having no ``\\boxed{...}`` (``answer="boxed"`` only)."""
+        return self._no_box
+
+    @property
     def worker_errors(self) -> int:
         """Number of items during which the worker died on its own (graded ``False``)."""
         return self._worker_errors
@@ -484,7 +534,7 @@ class Grader:
 
     def stats(self) -> dict:
         return {"calls": self.calls, "timeouts": self.timeouts, "fast_path_hits": self.fast_path_hits,
-                "worker_errors": self.worker_errors, "worker_starts": self.worker_starts}
+                "no_box": self.no_box, "worker_errors": self.worker_errors, "worker_starts": self.worker_starts}
 
     # -- grading --------------------------------------------------------------------
     def grade(self, gold: str, pred: str) -> bool:
@@ -494,15 +544,18 @@ class Grader:
     def grade_many(self, pairs) -> list[bool]:
         """Grade ``[(gold, pred), ...]`` (gold first) and return one bool per pair, in order.
 
-        Fast-path items are decided in-process; the rest go to the worker in one
-        message and stream back, each under the ``timeout_s`` deadline.
+        Under ``answer="boxed"`` a completion without a ``\\boxed{...}`` is wrong at once and
+        the others are reduced to ``\\boxed{<content of the last one>}``. Fast-path items are
+        decided in-process; the rest go to the worker in one message and stream back, each
+        under the ``timeout_s`` deadline.
         """
         if self._closed:
             raise RuntimeError("Grader is closed")
         pairs = list(pairs)
         results: list[bool] = [False] * len(pairs)
         slow: list[tuple[int, str, str]] = []
-        fast = 0
+        fast = no_box = 0
+        boxed = self.answer == "boxed"
         for i, pair in enumerate(pairs):
             gold, pred = pair
             if gold is None or pred is None:
@@ -511,6 +564,12 @@ class Grader:
                 gold = str(gold)  # e.g. an int or float read from a dataset
             if not isinstance(pred, str):
                 pred = str(pred)
+            if boxed:
+                content = extract_last_boxed(pred)
+                if content is None:
+                    no_box += 1
+                    continue  # no answer: wrong, math-verify is not asked
+                pred = _BOXED + "{" + content + "}"
             if self.fast_integer_path:
                 r = integer_fast_path(gold, pred)
                 if r is not None:
@@ -521,6 +580,7 @@ class Grader:
         with self._stats_lock:
             self._calls += len(pairs)
             self._fast += fast
+            self._no_box += no_box
         if slow:
             with self._lock:
                 if self._closed:
@@ -627,7 +687,8 @@ class Grader:
             pass
 
     def __repr__(self) -> str:
-        return (f"Grader(timeout_s={self.timeout_s}, fast_integer_path={self.fast_integer_path}, "
+        return (f"Grader(timeout_s={self.timeout_s}, answer={self.answer!r}, "
+                f"fast_integer_path={self.fast_integer_path}, "
                 f"calls={self.calls}, timeouts={self.timeouts})")
 
 
@@ -660,22 +721,23 @@ def _close_all() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 atexit.register(_close_all)
 
-_SHARED: dict[float, Grader] = {}  # the process-wide graders, one per timeout
+_SHARED: dict[tuple[float, str], Grader] = {}  # the process-wide graders, one per (timeout, answer mode)
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_grader(timeout_s: float = 2.0) -> Grader:
-    """The process-wide Grader for ``timeout_s`` (otherwise default settings), created on first use.
+def shared_grader(timeout_s: float = 2.0, answer: str = "boxed") -> Grader:
+    """The process-wide Grader for ``timeout_s`` and ``answer`` (otherwise default settings), created on
+    first use.
 
     Every caller that does not own a Grader of its own (:func:`grade`, the evaluation tasks through
     :func:`ibtpo.eval.grading.get_grader`) shares these."""
-    key = float(timeout_s)
+    key = (float(timeout_s), str(answer))
     g = _SHARED.get(key)
     if g is None:
         with _SHARED_LOCK:
             g = _SHARED.get(key)
             if g is None:
-                g = _SHARED[key] = Grader(timeout_s=key)
+                g = _SHARED[key] = Grader(timeout_s=key[0], answer=key[1])
     return g
 
 

@@ -79,7 +79,8 @@ def _fixture(tmp_path, n=40):
                 steps[st] = {"b1": _eval(tmp_path / m / f"seed{s}" / f"step{st}.json", cells)}
             curves[m][s] = {"metrics": str(metrics), "base": {"b1": base["b1"][0]}, "steps": steps}
             rows[m]["b1"].append(steps[10]["b1"])
-    cfg = {"preset": "t", "evaluation": {"benchmarks": bench, "k": 4}, "report": {"confidence": 0.95, "bootstrap": 200},
+    cfg = {"preset": "t", "evaluation": {"benchmarks": bench, "k": 4, "answer": "boxed"},
+           "report": {"confidence": 0.95, "bootstrap": 200},
            "method_defs": {"grpo": {"label": "GRPO"}, "ibtpo": {"label": "IB-TPO"}}}
     return cfg, {"rows": rows, "base": base, "base_aa": aa, "curves": curves, "probes": {}}
 
@@ -112,4 +113,5 @@ def test_claims_compare_at_equal_steps_and_equal_tokens(tmp_path):
     md = claims.to_markdown(cfg, out)
     assert "| equal steps [CI] (MDE) | equal tokens [CI] (MDE) |" in md and "## Harness checks" in md
     assert f"(MDE {ref.mde:.1f})" in md and "t-intervals" in md
+    assert "Answers: the last `\\boxed{}` of a response" in md and "(`evaluation.answer: boxed`)" in md
     assert by["grpo_cliphigher_not_better"]["verdict"] == NOT_MEASURED

@@ -138,3 +138,26 @@ def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
     p1, p2 = (json.loads((d / "results" / "smoke" / "probe" / "grpo" / "seed0" / "step_4.json").read_text())
               for d in (workdir, other))
     assert p1["problems"] == p2["problems"]
+
+    # moving data_dir, which the smoke preset never reads, reruns nothing
+    moved = snakemake(workdir, "-n", "--cores", "2", "--config", "preset=smoke", "data_dir=/nowhere/else")
+    assert moved.returncode == 0 and "Nothing to be done" in moved.stdout + moved.stderr, moved.stdout[-2000:]
+
+    # the README's bare report command reports the preset that was run last (here smoke, not tiny)
+    bare = snakemake(workdir, "--report", "results/report_bare.html")
+    assert bare.returncode == 0, (bare.stdout + bare.stderr)[-3000:]
+    assert "the last run's, 'smoke'" in bare.stdout + bare.stderr
+    assert (workdir / "results" / "report_bare.html").stat().st_size > 100_000
+
+    # an external checkpoint (here the smoke base model itself, by path) becomes a row of Table 1: the
+    # same weights under the same evaluation spec and seed give exactly the base row's numbers
+    ext = workdir / "ext.yaml"
+    ext.write_text("extends: smoke\nexternal:\n  released: {path: results/smoke/base, label: Released weights}\n")
+    r3 = snakemake(workdir, "--cores", "2", "results/table1.csv", "--configfile", str(ext))
+    assert r3.returncode == 0, (r3.stdout + r3.stderr)[-4000:]
+    assert "evaluate_external" in r3.stdout + r3.stderr and "rule train:" not in r3.stdout + r3.stderr
+    t1 = pd.read_csv(workdir / "results" / "table1.csv").set_index("method")
+    assert t1.loc["released", "kind"] == "external" and t1.loc["released", "label"] == "Released weights"
+    for col in ("arith_ops2", "arith_ops3", "arith_ops4", "arith_wide", "Avg"):
+        assert t1.loc["released", col] == t1.loc["base", col], col
+    assert "| Released weights |" in (workdir / "results" / "table1.md").read_text()

@@ -145,6 +145,7 @@ def _check_result_file(out_dir, name, k, n):
     p2 = sum(pass_at_k(k, sum(s["correct"]), 2) for s in samples) / n
     assert res["metrics"]["pass@2"] == pytest.approx(p2)
     assert isinstance(res["grader_timeouts"], int) and res["spec"]["k"] == k
+    assert res["spec"]["answer"] == "boxed"  # evaluation.answer (schema default), recorded with the result
     return res
 
 

@@ -244,7 +244,7 @@ def test_table2_reads_the_papers_ablation_rows(tmp_path):
     from ibtpo.jobs import table1
 
     shared = __import__("conftest").REPO.parent / "shared" / "paper"
-    cfg = {"preset": "t", "train": {"steps": 1}, "evaluation": {"benchmarks": ["amc24"], "k": 2},
+    cfg = {"preset": "t", "train": {"steps": 1}, "evaluation": {"benchmarks": ["amc24"], "k": 2, "answer": "boxed"},
            "method_defs": {"grpo": {"label": "GRPO"}, "ibtpo": {"label": "IB-TPO"}},
            "report": {"bootstrap": 200, "confidence": 0.95, "paper_dir": str(shared), "paper_model": "Qwen3-8B-Base",
                       "paper_columns": {"amc24": "AMC24", "math500": "MATH-500"}}}

@@ -11,7 +11,8 @@ Local files (``../shared/data/README.md``; byte-for-byte upstream, see its ``MAN
 MATH-500, AIME 2024, AIME 2025, AMC 2023 (jsonl) and DAPO-Math-17K (parquet: ``prompt`` is a
 one-message chat list whose ``content`` is the bare problem, the answer is
 ``reward_model.ground_truth``, an integer string). AMC 2023 stores answers as floats (``27.0``):
-integer-valued floats become ``"27"``.
+integer-valued floats become ``"27"``. Answers follow the one normalisation of every source
+(:mod:`ibtpo.data.golds`); files are read and rows mapped by :mod:`ibtpo.data.sources`.
 
 Hub-only sources (AMC 2024, GPQA-Diamond, IFEval; not redistributable or not mirrored here) are
 loaded with ``datasets.load_dataset`` by ``make_data`` when it runs, never at planning time. The
@@ -23,7 +24,8 @@ entry may give ``path:`` (relative to ``data_dir``, or absolute) to read any sou
 local jsonl/parquet file instead; that is how a hub-only benchmark is provided offline.
 
 Where the hub cannot be reached (``HF_HUB_OFFLINE=1`` / ``HF_DATASETS_OFFLINE=1``, or no
-connection) a preset that needs a hub-only dataset fails at planning time
+connection) a preset that needs a hub-only dataset (a registry one, or a ``source: hf`` entry without
+``path:``) fails at planning time
 (:func:`check_hub_access`, called from ``pipelines/rules/data.smk``) unless the top-level key
 ``offline_benchmarks`` says otherwise: ``fail`` (default), ``defer`` (plan anyway; ``make_data``
 fetches or fails when it runs) or ``skip`` (drop hub-only benchmarks that have no local path
@@ -34,34 +36,17 @@ the README ("Reproduce the paper").
 from __future__ import annotations
 
 import hashlib
-import math
 import os
-import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .problems import DataError, read_jsonl
+from . import golds, sources
+from .problems import DataError
+from .sources import field as _field
 
 OFFLINE_MODES = ("fail", "defer", "skip")
-_INT_RE = re.compile(r"-?\d+", re.ASCII)
-
-
-def _field(name: str) -> Callable[[dict], object]:
-    """A getter for a dotted field path (``reward_model.ground_truth``)."""
-    parts = name.split(".")
-
-    def get(row: dict):
-        x = row
-        for p in parts:
-            if not isinstance(x, dict) or p not in x:
-                raise KeyError(name)
-            x = x[p]
-        return x
-
-    get.__name__ = name
-    return get
 
 
 def _first_field(*names: str) -> Callable[[dict], object]:
@@ -144,6 +129,10 @@ def local_path(entry: dict, data_dir: str | Path) -> Path | None:
 
 
 def needs_hub(entry: dict) -> bool:
+    """Whether a data set entry can only come from the hub: a registry set with no local file, or a
+    ``source: hf`` entry without a local copy (``path:``)."""
+    if entry.get("source") == "hf":
+        return not entry.get("path")
     return entry.get("source") == "registry" and not entry.get("path") and get_source(entry["name"]).path is None
 
 
@@ -159,95 +148,26 @@ def lm_eval_task(entry: dict) -> str | None:
 
 
 def normalise_answer(x, integer: bool, where: str) -> str:
-    """A gold answer as a string: integer-valued floats lose their ``.0`` (AMC's ``27.0`` ->
-    ``"27"``), strings are stripped; with ``integer`` anything else than ``-?\\d+`` is an error."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        raise DataError(f"{where}: missing answer")
-    if isinstance(x, bool):
-        raise DataError(f"{where}: answer is a boolean ({x!r})")
-    if isinstance(x, float) and math.isfinite(x) and x.is_integer():
-        s = str(int(x))
-    else:
-        s = str(x).strip()
-    if not s:
-        raise DataError(f"{where}: empty answer")
-    if integer and not _INT_RE.fullmatch(s):
-        raise DataError(f"{where}: answer {x!r} is not an integer (this source's answers are integers)")
-    return s
-
-
-def _read_records(path: Path) -> list[dict]:
-    """Rows of a jsonl or parquet file; errors name the file and the 1-based row."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    if path.suffix == ".parquet":
-        import pandas as pd
-
-        try:
-            df = pd.read_parquet(path)
-        except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds
-            raise DataError(f"{path}: not a readable parquet file ({e})") from None
-        return [_plain(r) for r in df.to_dict(orient="records")]
-    return [row for _, row in read_jsonl(path)]
-
-
-def _plain(x):
-    """numpy arrays / scalars from parquet -> JSON-serialisable Python values."""
-    import numpy as np
-
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
+    """A gold answer as a string: :func:`ibtpo.data.golds.normalise_answer` (integer-valued floats lose
+    their ``.0``, AMC's ``27.0`` -> ``"27"``; strings are stripped of spaces and one ``$...$`` pair;
+    a one-element list is its element); with ``integer`` anything else than ``-?\\d+`` is an error."""
+    return golds.normalise_answer(x, integer, where)
 
 
 def normalise_rows(records: list[dict], src: Source, name: str, origin: str) -> list[dict]:
     """``records`` -> rows with string ``id`` (unique) and, for our math tasks, string
     ``problem`` and ``answer``. Errors name ``origin`` (file or hub id) and the 1-based row."""
-    out, seen = [], set()
-    for i, rec in enumerate(records, 1):
-        where = f"{origin}: row {i}"
-        try:
-            rid = str(src.id(rec)) if src.id else f"{name}-{i - 1:04d}"
-        except (KeyError, TypeError):
-            raise DataError(f"{where}: missing id field (has {sorted(rec)})") from None
-        if rid in seen:
-            raise DataError(f"{where}: duplicated id {rid!r}")
-        seen.add(rid)
-        if src.lm_eval_task:
-            out.append({**rec, "id": rid})
-            continue
-        try:
-            problem, answer = src.problem(rec), src.answer(rec)
-        except KeyError as e:
-            raise DataError(f"{where}: missing field {e.args[0]!r} (has {sorted(rec)})") from None
-        except ValueError as e:
-            raise DataError(f"{where}: {e}") from None
-        if not isinstance(problem, str) or not problem.strip():
-            raise DataError(f"{where}: empty problem")
-        out.append({**rec, "id": rid, "problem": problem,
-                    "answer": normalise_answer(answer, src.integer_answers, where)})
-    if not out:
-        raise DataError(f"{origin}: no rows")
-    return out
+    return _map(records, src, name, origin)[0]
+
+
+def _map(records: list[dict], src: Source, name: str, origin: str) -> tuple[list[dict], dict]:
+    return sources.map_rows(records, name, origin, problem=src.problem, answer=src.answer, id=src.id,
+                            integer=src.integer_answers, whole=bool(src.lm_eval_task))
 
 
 def _load_hub(src: Source, name: str) -> tuple[list[dict], str]:
     hub_id, config, split = src.hub
-    reason = offline_reason()
-    if reason:
-        raise DataError(hub_missing_message([name], reason))
-    try:
-        import datasets
-
-        ds = datasets.load_dataset(hub_id, config, split=split)
-    except Exception as e:  # noqa: BLE001 - network, auth (gated), missing dataset
-        raise DataError(f"{name}: could not load hub dataset {hub_id!r} (config {config!r}, split {split!r}): "
-                        f"{type(e).__name__}: {e}\n" + _how_to_provide(name)) from None
-    return [_plain(dict(r)) for r in ds], f"hub:{hub_id}" + (f"/{config}" if config else "") + f"[{split}]"
+    return sources.load_hub(hub_id, config, split, name, _how_to_provide(name))
 
 
 def load_registry_rows(entry: dict, data_dir: str | Path, name: str | None = None) -> tuple[list[dict], dict]:
@@ -257,16 +177,16 @@ def load_registry_rows(entry: dict, data_dir: str | Path, name: str | None = Non
     name = name or entry["name"]
     path = local_path(entry, data_dir)
     if path is not None:
-        records, origin = _read_records(path), str(path.resolve())
+        records, origin = sources.read_records(path), str(path.resolve())
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     else:
         records, origin = _load_hub(src, name)
         digest = None
-    rows = normalise_rows(records, src, name, origin)
+    rows, counts = _map(records, src, name, origin)
     if entry.get("limit"):
         rows = rows[: entry["limit"]]
     meta = {"source": entry["name"], "title": src.title, "origin": origin, "sha256": digest, "rows": len(rows),
-            "lm_eval_task": lm_eval_task(entry)}
+            "lm_eval_task": lm_eval_task(entry), **counts}
     return rows, meta
 
 
@@ -328,27 +248,43 @@ def _how_to_provide(name: str) -> str:
     return "\n".join(lines)
 
 
-def hub_missing_message(names: list[str], reason: str) -> str:
+def hub_missing_message(names: list[str], reason: str, hints: list[str] | None = None,
+                        skippable: bool = True) -> str:
+    """Why ``names`` cannot be read and how to provide each (``hints``; default: the registry's
+    :func:`_how_to_provide` of each name). ``skippable``: all are benchmarks, which ``skip`` may drop."""
     lines = [f"the hub is not reachable ({reason}), and these datasets are only on the hub: {', '.join(names)}."]
-    lines += [_how_to_provide(n) for n in names]
-    lines += ["Or plan/run without them: --config offline_benchmarks=skip (drops them from the preset), or "
-              "offline_benchmarks=defer (plan now; make_data fetches them when it runs and fails then if "
-              "the hub is still unreachable)."]
+    lines += hints if hints is not None else [_how_to_provide(n) for n in names]
+    defer = ("offline_benchmarks=defer (plan now; make_data fetches them when it runs and fails then if "
+             "the hub is still unreachable).")
+    lines += ["Or plan/run without them: --config offline_benchmarks=skip (drops them from the preset), or " + defer
+              if skippable else "Or --config " + defer]
     return "\n".join(lines)
+
+
+def _entry_hint(where: str, entry: dict) -> tuple[str, str]:
+    """A hub-only entry's name for messages and how to provide it."""
+    if entry["source"] == "hf":
+        return entry["hf_id"], sources.hf_fetch_hint(where, entry)
+    return entry["name"], _how_to_provide(entry["name"])
 
 
 def check_hub_access(cfg: dict, probe: Callable[[], str | None] = hub_unreachable) -> None:
     """Planning-time check: with ``offline_benchmarks: fail`` (default), a preset that needs a
-    hub-only dataset fails here when the hub is unreachable, naming each dataset and how to
-    provide it locally. Never downloads anything."""
+    hub-only dataset (a registry set without a local file, or a ``source: hf`` entry without
+    ``path:``) fails here when the hub is unreachable, naming each dataset, the command that saves
+    it and the key that reads the copy. ``skip`` drops hub-only benchmarks (config validation), but
+    not ``data.train`` / ``data.sft``: those still fail here; ``defer`` plans anyway. Never downloads
+    anything."""
     mode = cfg.get("offline_benchmarks", "fail")
-    needed = hub_only_entries(cfg)
-    if mode != "fail" or not needed:
+    needed = {w: e for w, e in hub_only_entries(cfg).items()
+              if mode == "fail" or (mode == "skip" and not w.startswith("data.benchmarks."))}
+    if not needed:
         return
     reason = probe()
     if reason:
-        names = [e["name"] for e in needed.values()]
-        raise DataError("data: " + hub_missing_message(names, reason)
+        names, hints = zip(*(_entry_hint(w, e) for w, e in needed.items()))
+        skippable = all(w.startswith("data.benchmarks.") for w in needed)
+        raise DataError("data: " + hub_missing_message(list(names), reason, list(hints), skippable)
                         + "\n  (keys: " + ", ".join(needed) + ")")
 
 

@@ -23,23 +23,27 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
-    """``(line number, object)`` per non-empty line; errors name the file and the 1-based row."""
+    """``(line number, object)`` per non-empty line; errors name the file and the 1-based row. A UTF-8
+    byte-order mark at the start (as some Windows editors write) is accepted."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = path.read_bytes()[:e.start].count(b"\n") + 1
         raise DataError(f"{path}: row {line}: not valid UTF-8 ({e.reason})") from None
     out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # "\n" only: str.splitlines() would also split inside a string holding U+2028 or U+0085, which JSON allows
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}: row {lineno}: invalid JSON ({e.msg})") from None
+            hint = (" -- a single backslash before a letter (LaTeX such as \\sqrt): JSON needs two, \\\\sqrt"
+                    if e.msg.startswith("Invalid \\escape") else "")
+            raise DataError(f"{path}: row {lineno}: invalid JSON ({e.msg}){hint}") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}: row {lineno}: not a JSON object")
         out.append((lineno, row))

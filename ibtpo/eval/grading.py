@@ -13,11 +13,12 @@ from __future__ import annotations
 import threading
 
 
-def get_grader(timeout_s: float = 2.0):
-    """The process-wide grader for this timeout (:func:`ibtpo.grader.shared_grader`, created on first use)."""
+def get_grader(timeout_s: float = 2.0, answer: str = "boxed"):
+    """The process-wide grader for this timeout and answer mode (the eval spec's ``grader_timeout_s`` and
+    ``answer``; :func:`ibtpo.grader.shared_grader`, created on first use)."""
     from ibtpo.grader import shared_grader
 
-    return shared_grader(timeout_s)
+    return shared_grader(timeout_s, answer)
 
 
 def close_all() -> None:
@@ -27,13 +28,13 @@ def close_all() -> None:
     close_shared()
 
 
-def prewarm(timeout_s: float = 2.0) -> threading.Thread:
+def prewarm(timeout_s: float = 2.0, answer: str = "boxed") -> threading.Thread:
     """Start the grader's math-verify worker in the background (about 1.5 s of start-up that
     then overlaps model loading and generation instead of delaying the first graded document)."""
 
     def _warm():
         try:
-            get_grader(timeout_s).grade("0", "warm-up")  # not an integer \boxed: goes to the worker
+            get_grader(timeout_s, answer).grade("0", "\\boxed{x}")  # not an integer \boxed: goes to the worker
         except Exception:  # noqa: BLE001 - grading later reports real problems
             pass
 

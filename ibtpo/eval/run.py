@@ -114,7 +114,7 @@ def evaluate_checkpoint(checkpoint: str, benchmarks: dict[str, dict], spec: dict
     if threads:
         torch.set_num_threads(int(threads))
     _quiet_custom_dataset_warning()
-    grading.prewarm(spec["grader_timeout_s"])
+    grading.prewarm(spec["grader_timeout_s"], spec["answer"])
     t_setup = time.perf_counter()
     lm = model
     if model == "ibtpo":

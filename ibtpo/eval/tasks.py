@@ -22,7 +22,9 @@ by file path).
 The eval spec (one for every checkpoint and benchmark; see :func:`resolve_spec`):
 ``prompt_template`` (Python format string with ``{problem}``), ``temperature``, ``top_p``,
 ``top_k`` (0 = off), ``max_new_tokens``, ``k`` (samples per problem), ``pass_at`` (list of j ≤ k),
-``batch_size`` (prompts per generation call), ``grader_timeout_s``, ``stop`` (stop strings;
+``batch_size`` (prompts per generation call), ``grader_timeout_s``, ``answer`` (``boxed``: the last
+``\\boxed{}`` of a response is its answer, none is wrong; ``any``: math-verify's default extraction;
+see :mod:`ibtpo.grader`), ``stop`` (stop strings;
 default none: only EOS stops. lm-eval would otherwise default ``until`` to the few-shot delimiter
 ``"\\n\\n"``, which would cut our step-separated solutions after their first step).
 """
@@ -37,7 +39,7 @@ import shutil
 from pathlib import Path
 
 SPEC_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "k", "pass_at", "batch_size", "grader_timeout_s",
-             "stop")  # the config's evaluation keys that shape generation and grading (+ prompt_template)
+             "answer", "stop")  # the config's evaluation keys that shape generation and grading (+ prompt_template)
 BENCH_KEYS = {"path", "problem_field", "answer_field", "id_field", "limit", "lm_eval_task"}
 FILTER_NAME = "all"
 

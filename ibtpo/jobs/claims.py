@@ -25,6 +25,7 @@ from ..analysis.claims import INCONCLUSIVE, NOT_MEASURED, RULE_TEXT, combine, ju
 from ..analysis.equal_tokens import budget_cells, checkpoint_tokens
 from ..analysis.intervals import Estimate, estimate, estimate_diff, scheme_text
 from ..analysis.results import load_cells
+from ..grader import answer_text
 
 NOT_GREATER_MARGIN = 1.0  # accuracy points: the practical margin of "does not beat" claims (our choice)
 TOKENS_WITHIN = (0.95, 1.05)  # "about equal tokens" (our choice; the paper reports 1.016)
@@ -275,7 +276,8 @@ def to_markdown(cfg: dict, claims: list[dict]) -> str:
              f"Accuracy in avg@{k} points, averaged over the preset's benchmarks ("
              + ", ".join(cfg["evaluation"]["benchmarks"]) + "). " + scheme_text(conf) + " Seeds vary the RL run "
              "(rollout seeds, data order) from one base model unless the preset trains several base models "
-             "(`policy.base_models`); variation between base models is otherwise not in the intervals.", "",
+             "(`policy.base_models`); variation between base models is otherwise not in the intervals. "
+             + answer_text(cfg["evaluation"]["answer"]), "",
              "Every accuracy comparison is made at **equal optimizer steps** (final checkpoints) and, when the "
              "methods' generated tokens differ by more than 2%, at **equal generated tokens** (the method that "
              "generated more is read at the other's final token budget by linear interpolation between its "

@@ -86,7 +86,10 @@ def save_figure(fig, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-def plot_dynamics(df: pd.DataFrame, out_dir: str | Path, title: str) -> list[Path]:
+def plot_dynamics(df: pd.DataFrame, out_dir: str | Path, title: str,
+                  external: dict[str, float] | None = None) -> list[Path]:
+    """The five quantities against step and tokens; ``external``: label -> accuracy (%) of a checkpoint
+    trained elsewhere, a marker at step 0 of the accuracy panel."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     label_of = dict(zip(df["method"], df["label"]))
@@ -96,6 +99,10 @@ def plot_dynamics(df: pd.DataFrame, out_dir: str | Path, title: str) -> list[Pat
         fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.4), constrained_layout=True)
         for ax, (y, ylabel) in zip(axes, PANELS):
             _band_plot(ax, df, x, y, label_of)
+            if y == "accuracy":
+                for j, (label, acc) in enumerate((external or {}).items()):
+                    ax.plot([0], [acc], marker="*", ms=10, ls="none", color=f"C{9 - j % 10}",
+                            label=f"{label} (external)")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
@@ -165,11 +172,12 @@ def plot_forks(metrics: dict[str, dict[int, str]], labels: dict[str, str], out_d
 
 
 def run(runs: dict, base_eval: list, base_probe: str | Path, labels: dict[str, str], out_dir: str | Path,
-        title: str) -> pd.DataFrame:
+        title: str, external: dict[str, list] | None = None) -> pd.DataFrame:
+    """``external``: name -> evaluation files of a checkpoint trained elsewhere (step-0 markers)."""
     df = dynamics(runs, base_eval, base_probe, labels)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     df.to_csv(Path(out_dir) / "dynamics.csv", index=False)
-    plot_dynamics(df, out_dir, title)
+    plot_dynamics(df, out_dir, title, {labels.get(n, n): accuracy(fs) for n, fs in (external or {}).items()})
     logs = {m: {s: r["metrics"] for s, r in seeds.items()} for m, seeds in runs.items()}
     plot_training(logs, labels, out_dir, title)
     plot_forks(logs, labels, out_dir, title)
@@ -194,5 +202,6 @@ def main(args) -> int:
             for m, seeds in man["runs"].items()}  # JSON keys are strings; seeds and steps are numbers
     from .table1 import labels
 
-    run(runs, man["base_eval"], man["base_probe"], labels(cfg), args.out_dir, args.title or f"{cfg['preset']} preset")
+    run(runs, man["base_eval"], man["base_probe"], labels(cfg), args.out_dir, args.title or f"{cfg['preset']} preset",
+        external=man.get("external_eval"))
     return 0

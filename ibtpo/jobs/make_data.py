@@ -1,60 +1,125 @@
-"""Materialise a preset's problem sets as JSONL: synthetic ones are generated, file-based ones are
-read and checked (errors name file and row), so every later job reads one uniform format.
+"""Materialise a preset's problem sets as JSONL: synthetic ones are generated, file-based and hub
+ones are read and checked (errors name file and row), so every later job reads one uniform format.
 
-``source: registry`` entries (the paper presets' MATH-500, AIME, AMC, DAPO-Math-17K, GPQA-Diamond,
-IFEval) are read by :mod:`ibtpo.data.benchmarks`; hub-only ones are downloaded here, when the job
-runs, never at planning time. A benchmark evaluated by one of lm-eval's own tasks also gets
-``bench/<name>.meta.json`` naming that task (the evaluation reads it). Real training data is not
-filtered against the benchmarks (the paper trains on DAPO-Math-17K as published; our choice,
-METHOD.md §6): the number of training problems that also appear verbatim in a benchmark is logged.
+Sources (``pipelines/schemas/config.schema.yaml``, ``$defs/dataset``): ``arithmetic``
+(:mod:`ibtpo.data.arithmetic`), ``jsonl`` / ``parquet`` / ``hf`` with the field mapping
+(:mod:`ibtpo.data.sources`), and ``registry`` entries (the paper presets' MATH-500, AIME, AMC,
+DAPO-Math-17K, GPQA-Diamond, IFEval), read by :mod:`ibtpo.data.benchmarks`. Hub datasets (``hf``
+and the registry's hub-only sets) are downloaded here, when the job runs, never at planning time. A
+benchmark evaluated by one of lm-eval's own tasks also gets ``bench/<name>.meta.json`` naming that
+task (the evaluation reads it). Real training data is not filtered against the benchmarks (the paper
+trains on DAPO-Math-17K as published; our choice, METHOD.md §6): the number of training problems that
+also appear verbatim in a benchmark is logged.
+
+Every math set (all but those lm-eval's own tasks evaluate) is checked before anything is written
+(:mod:`ibtpo.data.golds`): each gold, written as ``\\boxed{gold}``, must grade correct against itself
+with the project's grader, and no problem or answer may hold a control character (a one-backslash
+``\\frac`` in JSON is a form feed). The set's ``gold_check`` (else ``data.gold_check``; default
+``fail``) decides whether a finding stops the job, naming the key, the file, the count and the first
+ids, or is only logged. The log also says, per set, how many rows got an id made from their row number
+and how many list answers of several values were read as a set.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from ..config import data_root
-from ..data import benchmarks
+from ..config import data_root, fill_section
+from ..data import benchmarks, golds, sources
 from ..data.arithmetic import ArithmeticSpec, generate
-from ..data.problems import load_problems, write_jsonl
+from ..data.problems import DataError, write_jsonl
+
+GOLD_TIMEOUT_S = 5.0  # per distinct gold in the self-check (a gold that runs past it counts as failing)
 
 
 def dataset_rows(ds: dict, data_dir: str, exclude: set[str] = frozenset(), prefix: str = "arith") -> list[dict]:
-    if ds["source"] == "registry":
-        return benchmarks.load_registry_rows(ds, data_dir, name=prefix)[0]
-    if ds["source"] == "arithmetic":
+    """The rows of one data set entry (any source), ``prefix`` naming it (ids, messages)."""
+    return _read(ds, Path(data_dir), exclude, prefix, f"data set {prefix}")[0]
+
+
+def _read(ds: dict, data_dir: Path, exclude: set, name: str, where: str) -> tuple[list[dict], dict]:
+    """Rows and a record for the log: ``origin``, ``rows``, ``made_ids``, ``multi_answers``,
+    ``lm_eval_task`` (registry sets evaluated by lm-eval's own task)."""
+    src = ds["source"]
+    if src == "registry":
+        return benchmarks.load_registry_rows(ds, data_dir, name=name)
+    if src == "arithmetic":
         spec = ArithmeticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in ds.get("spec", {}).items()})
-        return generate(spec, ds["n"], ds.get("seed", 0), exclude=exclude, prefix=prefix)
-    if ds["source"] == "jsonl":
-        rows = load_problems(Path(data_dir) / ds["path"], ds.get("problem_field", "problem"),
-                             ds.get("answer_field", "answer"), ds.get("id_field", "id"))
-        return rows[: ds["limit"]] if ds.get("limit") else rows
-    raise NotImplementedError(f"data source {ds['source']!r} is not available in this build")
+        rows = generate(spec, ds["n"], ds.get("seed", 0), exclude=exclude, prefix=name)
+        return rows, {"origin": f"the arithmetic generator (seed {ds.get('seed', 0)})", "rows": len(rows)}
+    if src in sources.FILE_SOURCES + ("hf",):
+        return sources.entry_rows(ds, data_dir, name, where)
+    raise DataError(f"{where}.source: unknown source {src!r}")  # the schema allows no other
 
 
 def run(cfg: dict, out_dir: str | Path) -> dict[str, Path]:
     """Writes ``bench/<name>.jsonl`` for every benchmark, then ``train.jsonl`` and ``sft.jsonl``;
     synthetic splits exclude every benchmark expression (held-out prompts never appear in
-    training), real ones are kept as published and their overlap is logged."""
+    training), real ones are kept as published and their overlap is logged. Every set is read and
+    checked before the first file is written."""
+    from ..grader import Grader
+
     out_dir = Path(out_dir)
     data_dir = data_root(cfg)
-    written, held_out, bench_problems = {}, set(), {}
-    for name, ds in cfg["data"]["benchmarks"].items():
-        rows = _rows(ds, data_dir, held_out, name, out_dir / "bench" / f"{name}.meta.json")
-        held_out |= {_key(r) for r in rows}
-        bench_problems[name] = {_key(r) for r in rows}
-        written[name] = out_dir / "bench" / f"{name}.jsonl"
-        write_jsonl(written[name], rows)
-    for split in ("train", "sft"):
-        if split in cfg["data"]:
-            rows = _rows(cfg["data"][split], data_dir, held_out, split, None)
-            if split == "train":
-                held_out |= {_key(r) for r in rows}
+    data = fill_section("data", cfg["data"])  # the schema's defaults (gold_check), also for a bare cfg
+    sets = [(name, f"data.benchmarks.{name}", ds, out_dir / "bench" / f"{name}.jsonl")
+            for name, ds in data["benchmarks"].items()]
+    sets += [(split, f"data.{split}", data[split], out_dir / f"{split}.jsonl") for split in ("train", "sft")
+             if split in data]
+    read, held_out, bench_problems, errors = [], set(), {}, []
+    with Grader(timeout_s=GOLD_TIMEOUT_S) as grader:
+        for name, where, ds, path in sets:
+            rows, info = _read(ds, data_dir, held_out, name, where)
+            _log_read(name, info)
+            if not info.get("lm_eval_task"):
+                errors += _check(rows, name, where, info, ds.get("gold_check", data["gold_check"]), grader)
+            if where.startswith("data.benchmarks."):
+                bench_problems[name] = {_key(r) for r in rows}
+            elif where == "data.train":
                 _report_overlap(rows, bench_problems)
-            written[split] = out_dir / f"{split}.jsonl"
-            write_jsonl(written[split], rows)
+            if where != "data.sft":
+                held_out |= {_key(r) for r in rows}
+            read.append((name, where, path, rows, info))
+    if errors:
+        raise DataError("make_data: the data do not pass their checks (nothing was written):\n"
+                        + "\n".join("  " + e for e in errors))
+    written = {}
+    for name, where, path, rows, info in read:
+        write_jsonl(path, rows)
+        written[name] = path
+        if info.get("lm_eval_task") and where.startswith("data.benchmarks."):
+            path.with_suffix(".meta.json").write_text(json.dumps(info, indent=1) + "\n")
     return written
+
+
+def _log_read(name: str, info: dict) -> None:
+    task = info.get("lm_eval_task")
+    print(f"[make-data] {name}: {info['rows']} rows from {info['origin']}"
+          + (f" (evaluated by lm-eval's task {task!r})" if task else ""))
+    if info.get("made_ids"):
+        print(f"[make-data] {name}: {info['made_ids']} row(s) without an id got one made from the row number "
+              f"({name}-<0-based row, 4 digits>)")
+    if info.get("multi_answers"):
+        print(f"[make-data] {name}: {info['multi_answers']} answer(s) are lists of several values, each read as "
+              "the set of them (a completion must give every one; ibtpo/data/golds.py)")
+
+
+def _check(rows: list[dict], name: str, where: str, info: dict, mode: str, grader) -> list[str]:
+    """The gold self-check and control-character scan of one set; returns the findings that stop the
+    job (``mode == "fail"``), logs them otherwise."""
+    t = time.perf_counter()
+    messages, summary = golds.check_rows(rows, f"{where} ({info['origin']})", grader, key=where)
+    dt = time.perf_counter() - t
+    print(f"[make-data] {name}: gold check: {summary['rows'] - summary['gold_failures']}/{summary['rows']} golds "
+          f"({summary['distinct_golds']} distinct) grade correct as \\boxed{{gold}}, "
+          f"{summary['control_char_rows']} row(s) with control characters ({dt:.2f} s)")
+    if mode == "fail":
+        return messages
+    for m in messages:
+        print(f"[make-data] warning (gold_check: warn): {m}")
+    return []
 
 
 def _key(row: dict) -> str:
@@ -63,18 +128,6 @@ def _key(row: dict) -> str:
     if "expression" in row:
         return row["expression"]
     return row["problem"].strip() if isinstance(row.get("problem"), str) else f"id:{row['id']}"
-
-
-def _rows(ds: dict, data_dir: Path, held_out: set, name: str, meta_path: Path | None) -> list[dict]:
-    if ds["source"] != "registry":
-        return dataset_rows(ds, str(data_dir), exclude=held_out, prefix=name)
-    rows, meta = benchmarks.load_registry_rows(ds, data_dir, name=name)
-    print(f"[make-data] {name}: {meta['rows']} rows from {meta['origin']}"
-          + (f" (evaluated by lm-eval's task {meta['lm_eval_task']!r})" if meta["lm_eval_task"] else ""))
-    if meta_path is not None and meta["lm_eval_task"]:
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
-        meta_path.write_text(json.dumps(meta, indent=1) + "\n")
-    return rows
 
 
 def _report_overlap(train_rows: list[dict], bench_problems: dict[str, set]) -> None:
@@ -93,6 +146,10 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     from . import job_config
 
-    for name, path in run(job_config(args, quiet_transformers=False), args.out_dir).items():
+    try:
+        written = run(job_config(args, quiet_transformers=False), args.out_dir)
+    except DataError as e:
+        raise SystemExit(f"[make-data] error: {e}") from None
+    for name, path in written.items():
         print(f"[make-data] {name}: {path}")
     return 0

@@ -86,7 +86,7 @@ def run(cfg: dict, checkpoint: str | Path, bench_dir: str | Path, out_json: str 
     tok = AutoTokenizer.from_pretrained(str(checkpoint))
     model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32).to(cfg["device"]).eval()
     trees = []
-    with Grader(timeout_s=cfg["evaluation"]["grader_timeout_s"]) as grader:
+    with Grader.from_spec(cfg["evaluation"]) as grader:
         ctx = RolloutContext(make_backend(cfg, model, tok), tok, grader, rollout_sampling(cfg, tok),
                              cfg["prompt_template"])
         for i in range(0, len(problems), batch):

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..analysis.intervals import scheme_text
 from ..analysis.results import add_paper, method_table, write_all
+from ..grader import answer_text
 
 PAPER_FILES = {"table1": "table1.csv", "table2": "table2_ablation.csv"}
 # rows of the paper's Table 2 (../shared/paper/table2_ablation.csv, column "configuration")
@@ -26,7 +27,9 @@ TABLE2_PAPER_ROWS = {"grpo": "GRPO", "grpo_ibtree": "GRPO + IBTree",
 
 
 def labels(cfg: dict) -> dict[str, str]:
-    return {"base": "Base model", **{m: d.get("label", m) for m, d in cfg["method_defs"].items()}}
+    """Row labels: the base model, every method (its ``label``) and every external checkpoint."""
+    return {"base": "Base model", **{m: d.get("label", m) for m, d in cfg["method_defs"].items()},
+            **{n: e.get("label", n) for n, e in cfg.get("external", {}).items()}}
 
 
 def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1") -> pd.DataFrame:
@@ -35,10 +38,14 @@ def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1") -> pd.Da
     diffs = [("ibtpo", "grpo")] + ([(m, "grpo") for m in rows if m not in ("grpo", "ibtpo", "base")]
                                    if which == "table2" else [("grpo", "base")])
     base_seeded = cfg.get("policy", {}).get("base_models", 1) > 1
+    external = [n for n in cfg.get("external", {}) if n in rows]  # one evaluation each: no seed term
     df = method_table(rows, benchmarks, labels(cfg), diffs=diffs, confidence=rep["confidence"],
-                      unseeded=() if base_seeded else ("base",))
+                      unseeded=(() if base_seeded else ("base",)) + tuple(external))
+    if external:
+        df.loc[df["method"].isin(external), "kind"] = "external"  # shown, never bold: not trained here
     if rep.get("paper_dir") and rep.get("paper_columns"):
-        key, paper_rows = (("method", rep.get("paper_rows", {})) if which == "table1"
+        own_rows = {n: e["paper_row"] for n, e in cfg.get("external", {}).items() if "paper_row" in e}
+        key, paper_rows = (("method", {**rep.get("paper_rows", {}), **own_rows}) if which == "table1"
                            else ("configuration", TABLE2_PAPER_ROWS))
         paper = pd.read_csv(Path(rep["paper_dir"]) / PAPER_FILES[which], nrows=0)
         # Table 2: 3 benchmarks
@@ -51,7 +58,10 @@ def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1") -> pd.Da
              f"(step {cfg['train']['steps']})")
     notes = (f"Cells: mean ± sample std over seeds [CI]. {scheme_text(rep['confidence'])} Difference rows: paired by "
              "problem, each method's seeds independent; (MDE) = minimum detectable effect. Avg: per seed the mean over "
-             "benchmarks. Bold: best method per column.")
+             "benchmarks. Bold: best method per column. " + answer_text(ev["answer"]))
+    if external:
+        notes += (" External checkpoints (" + ", ".join(labels(cfg)[n] for n in external) + "): evaluated once "
+                  "with the same evaluation spec; their intervals hold the problem term only.")
     write_all(df, stem, benchmarks + ["Avg"], title, notes)
     return df
 

@@ -44,7 +44,7 @@ def run(cfg: dict, checkpoints: dict[str, str], problems_path: str, out_csv: str
     problems = load_problems(problems_path)[:n_problems]
     ib = IBParams.of((cfg.get("probe") or {}).get("ib"))  # the preset's IB parameters (probe.ib)
     rows, details = [], []
-    with Grader(timeout_s=cfg["evaluation"]["grader_timeout_s"]) as grader:
+    with Grader.from_spec(cfg["evaluation"]) as grader:
         for label, path in checkpoints.items():
             tok = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(cfg["device"]).eval()

@@ -25,9 +25,11 @@ from ..trainer import Method, Trainer, TrainSettings
 
 
 def run_fingerprint(cfg: dict, method: str, seed: int, base: str) -> str:
-    """Everything that shapes a run's trajectory; a checkpoint is resumed only under the same one."""
+    """Everything that shapes a run's trajectory (the reward's answer rule too); a checkpoint is resumed
+    only under the same one."""
     keys = {"method": cfg["method_defs"][method], "train": cfg["train"], "rollout": cfg["rollout"],
-            "prompt_template": cfg["prompt_template"], "seed": seed, "base": str(base)}
+            "prompt_template": cfg["prompt_template"], "seed": seed, "base": str(base),
+            "answer": cfg["evaluation"]["answer"]}
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -63,8 +65,9 @@ def run(cfg: dict, method: str, seed: int, base: str, train_data: str | Path, ru
             (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
             extra = {"processes": dist.world, "parallel": dist.strategy} if dist.world > 1 else {}
             (run_dir / "provenance.json").write_text(json.dumps(
-                provenance(job="train", method=method, seed=seed, base=str(base), **extra), indent=1))
-        with Grader(timeout_s=cfg["evaluation"]["grader_timeout_s"]) as grader:
+                provenance(job="train", method=method, seed=seed, base=str(base), answer=cfg["evaluation"]["answer"],
+                           **extra), indent=1))
+        with Grader.from_spec(cfg["evaluation"]) as grader:
             trainer = Trainer(model, tokenizer, load_problems(train_data),
                               Method(method, mdef["sampler"], mdef["advantage"], mdef["loss"]),
                               settings, sampling, make_backend(cfg, model, tokenizer, device), grader, run_dir,

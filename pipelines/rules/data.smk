@@ -1,5 +1,5 @@
 # Planning-time check (runs when the Snakefile is parsed, before any job): a preset that needs a
-# hub-only dataset (AMC 2024, GPQA-Diamond, IFEval) with no local `path:` fails here when the hub is
+# hub-only dataset (AMC 2024, GPQA-Diamond, IFEval, a `source: hf` set) with no local `path:` fails here when the hub is
 # unreachable, naming each dataset and how to provide it, unless offline_benchmarks says defer/skip
 # (ibtpo/data/benchmarks.py). Nothing is downloaded at planning time.
 from ibtpo.data.benchmarks import check_hub_access, lm_eval_task
@@ -15,6 +15,11 @@ if not (workflow.remote_exec or workflow.subprocess_exec):
 
 # benchmarks evaluated by one of lm-eval's own tasks carry a sidecar naming that task
 BUILTIN_BENCH = [b for b, e in CFG["data"]["benchmarks"].items() if lm_eval_task(e)]
+# data_dir matters to make_data only where a data set is read from a file (tiny/smoke generate theirs:
+# moving data_dir must not rerun them)
+READS_DATA_DIR = any(ds["source"] in ("jsonl", "parquet", "registry") or (ds["source"] == "hf" and "path" in ds)
+                     for ds in [v for k, v in CFG["data"].items() if k in ("train", "sft")]
+                     + list(CFG["data"]["benchmarks"].values()))
 
 
 rule make_data:
@@ -24,7 +29,7 @@ rule make_data:
         bench_meta=expand(f"{R}/data/bench/{{b}}.meta.json", b=BUILTIN_BENCH),
         sft=[f"{R}/data/sft.jsonl"] if "sft" in CFG["data"] else [],
     params:
-        cfg=section("data", "data_dir"),
+        cfg=section("data", *(["data_dir"] if READS_DATA_DIR else [])),
     log:
         f"{R}/logs/make_data.log",
     resources:

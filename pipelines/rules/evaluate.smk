@@ -61,6 +61,29 @@ rule evaluate_base_aa:
         "--bench-dir {R}/data/bench --out-dir {R}/eval/base_evalseed1/step_0 2>&1 | tee {log}"
 
 
+rule evaluate_external:
+    """A checkpoint trained elsewhere (`external:` in the preset: a local path or a cached hub id),
+    evaluated like the base model (step 0, evaluation seed 0); a row of Table 1."""
+    input:
+        ckpt=lambda w: [EXTERNAL[w.name]["path"]] if "path" in EXTERNAL[w.name] else [],
+        bench=expand(f"{R}/data/bench/{{b}}.jsonl", b=BENCH),
+    output:
+        expand(f"{R}/eval/external/{{{{name}}}}/step_0/{{b}}.json", b=BENCH),
+    wildcard_constraints:
+        name="|".join(map(re.escape, EXTERNAL)) or "^$",
+    params:
+        cfg=EVAL_PARAMS,
+        ckpt=lambda w: EXTERNAL[w.name].get("path") or EXTERNAL[w.name]["hub"],
+    threads: THREADS
+    log:
+        f"{R}/logs/eval_external_{{name}}.log",
+    resources:
+        **RES("evaluate_external"),
+    shell:
+        "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} evaluate --checkpoint {params.ckpt} "
+        "--bench-dir {R}/data/bench --out-dir {R}/eval/external/{wildcards.name}/step_0 2>&1 | tee {log}"
+
+
 rule evaluate:
     """Every checkpoint of every run, on every benchmark of the preset (one lm-eval call)."""
     input:

@@ -5,8 +5,11 @@ TABLE_PARAMS = section("evaluation", "report", "method_defs", "train")
 
 
 def final_rows(methods, with_base=True):
-    """Result files per method and benchmark, one per seed (the base row: one per base model)."""
+    """Result files per method and benchmark, one per seed (the base row: one per base model; an
+    external checkpoint's row: one)."""
     rows = {"base": {b: [f"{R}/eval/{e}/step_0/{b}.json" for e in BASE_EVALS] for b in BENCH}} if with_base else {}
+    if with_base:  # checkpoints trained elsewhere sit next to the base model
+        rows.update({n: {b: [f"{R}/eval/external/{n}/step_0/{b}.json"] for b in BENCH} for n in EXTERNAL})
     for m in methods:
         rows[m] = {b: [f"{R}/eval/{m}/seed{s}/step_{FINAL}/{b}.json" for s in SEEDS] for b in BENCH}
     return rows
@@ -111,6 +114,7 @@ def figure_runs(methods):
 def figure_inputs(methods):
     runs = figure_runs(methods)
     files = [f"{R}/probe/base/step_0.json"] + [f"{R}/eval/base/step_0/{b}.json" for b in BENCH]
+    files += [f"{R}/eval/external/{n}/step_0/{b}.json" for n in EXTERNAL for b in BENCH]
     for m, seeds in runs.items():
         for s, r in seeds.items():
             files.append(f"{R}/runs/{m}/seed{s}/checkpoints/step_{FINAL}.json")  # metrics.jsonl is complete
@@ -140,7 +144,9 @@ rule figures:
         cfg=section("method_defs", "evaluation", "probe"),
         manifest=lambda w: manifest("figures", {"runs": figure_runs(FIG_METHODS),
                                                 "base_eval": [f"{R}/eval/base/step_0/{b}.json" for b in BENCH],
-                                                "base_probe": f"{R}/probe/base/step_0.json"}),
+                                                "base_probe": f"{R}/probe/base/step_0.json",
+                                                "external_eval": {n: [f"{R}/eval/external/{n}/step_0/{b}.json"
+                                                                      for b in BENCH] for n in EXTERNAL}}),
     log:
         f"{R}/logs/figures.log",
     resources:

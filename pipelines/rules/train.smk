@@ -22,7 +22,8 @@ rule train:
         markers=expand(f"{R}/runs/{{{{method}}}}/seed{{{{seed}}}}/checkpoints/step_{{s}}.json", s=STEPS),
     params:
         cfg=lambda w: json.dumps({"method": CFG["method_defs"][w.method], "train": CFG["train"],
-                                  "rollout": CFG["rollout"], "prompt_template": CFG["prompt_template"]}, sort_keys=True),
+                                  "rollout": CFG["rollout"], "prompt_template": CFG["prompt_template"],
+                                  "answer": CFG["evaluation"]["answer"]}, sort_keys=True),  # the reward's rule
         run_dir=lambda w: f"{R}/runs/{w.method}/seed{w.seed}",
         base=lambda w: BASES[base_index(w.seed)],
         launcher=train_launcher(),

@@ -7,8 +7,9 @@ holds no paths or settings of its own.
 
 Per document, ``process_results`` receives ``results = [responses]``: the task's ``take_first_k``
 filter keeps all k responses of the document (lm-eval's default ``take_first`` would keep one).
-Each response is graded with the project grader (``grade(gold, pred)``; a timeout counts as wrong
-and is counted) and the document's metrics are returned:
+Each response is graded with the project grader (``grade(gold, pred)``; the spec's ``answer`` says which
+part of a response is its answer; a timeout counts as wrong and is counted) and the document's metrics
+are returned:
 
 * ``avg@k``  = c / k                             (aggregation: mean over documents)
 * ``pass@j`` = 1 − C(k − c, j) / C(k, j)         (unbiased estimator; aggregation: mean)
@@ -48,7 +49,7 @@ def grade_responses(gold: str, responses: list[str]) -> tuple[list[int], int]:
     """0/1 grade of every response against ``gold`` and the number of grader timeouts."""
     from ibtpo.eval.grading import get_grader
 
-    grader = get_grader(float(SPEC["grader_timeout_s"]))
+    grader = get_grader(float(SPEC["grader_timeout_s"]), SPEC["answer"])
     before = grader.timeouts
     correct = [int(bool(x)) for x in grader.grade_many([(gold, r) for r in responses])]
     return correct, int(grader.timeouts - before)

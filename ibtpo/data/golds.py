@@ -1,0 +1,212 @@
+"""Gold answers that cannot silently grade wrong: one normalisation for every source, a self-check
+against the project's grader, and a scan for control characters.
+
+Normalisation (:func:`normalise_answer`, used by the registry and by jsonl / parquet / hf sources)
+-------------------------------------------------------------------------------------------------
+* Numbers: integer-valued floats lose their ``.0`` (AMC's ``27.0`` -> ``"27"``); other numbers are
+  written with ``str``. Booleans, ``None``, NaN and empty strings are errors naming the row.
+* Strings are stripped, and one outer pair of math delimiters is removed: ``$...$``, ``$$...$$``,
+  ``\\(...\\)`` and ``\\[...\\]`` (``"$\\frac{1}{2}$"`` -> ``"\\frac{1}{2}"``) -- only when the inside
+  holds no further ``$``, so ``"$1$ and $2$"`` is kept whole.
+* Lists (``final_answer: ["2"]``; parquet/hub sequences arrive as lists): a one-element list is its
+  element (normalised as above). A longer list is read as **all of** its elements: they are
+  normalised one by one and joined with ``", "`` into one answer, which math-verify (the grader
+  behind training rewards and evaluation) reads as the set ``{a, b}`` -- a completion must give
+  every element, in any order. Why not "first" or "any of": a multi-element gold usually lists the
+  several answers of one problem (all solutions of an equation, the parts of a question); "first"
+  would grade a completion that gives only that one right and the complete answer wrong, and
+  "any of" (alternative spellings of one value) cannot be expressed in the one-gold-string contract
+  the trainer and the evaluation share, and would also grade a partial answer right. Where a set's
+  lists are alternative spellings instead, this rule grades the single value wrong: ``make_data``
+  logs how many rows of each set had multi-element lists, so that case is visible. An empty list is a
+  missing answer.
+* ``integer=True`` (AIME, AMC, DAPO-Math-17K in the registry): anything but ``-?\\d+`` is an error.
+
+Self-check (:func:`gold_failures`)
+----------------------------------
+Each distinct gold is graded as a model would write it, ``\\boxed{gold}``, against itself with
+:class:`ibtpo.grader.Grader` (gold first). A gold that fails is one no completion can match as
+written (a truncated ``\\frac{1}{``, unbalanced braces). Integer golds take the grader's in-process
+fast path; others go through math-verify's worker. Only distinct golds are graded, so every row of a
+set is checked, none is sampled. Measured on the 2-core dev box, scan included: DAPO-Math-17K (17,917
+rows, 2,251 distinct integer golds) 0.25 s; MATH-500 (301 distinct golds) 1.9 s, most of it the
+worker's start. The self-check cannot see a gold that is wrong but well-formed, nor one that parses
+as something else (``"\\x0crac{1}{2}"`` grades correct against itself): the scan below covers that.
+
+Control characters (:func:`control_char_findings`)
+--------------------------------------------------
+A problem or answer holding a control character (Unicode category Cc) is flagged. Where the character
+followed by the letters after it spells a LaTeX command (``"\\f" + "rac"`` = ``\\frac``, ``"\\t" +
+"imes"``, ``"\\b" + "oxed"``, ``"\\r" + "ight"``, ``"\\v" + "ec"``), the likely cause is named: the
+command was written with one backslash in JSON or a Python string, where ``\\f`` is a form feed; write
+``\\\\frac``. Tabs, newlines and carriage returns that do not spell a command are ordinary whitespace
+and not flagged (MATH-500 has tabs in its Asymptote code). On the offline copies (``../shared/data``)
+MATH-500, AIME 2024 and AMC 2023 are clean; AIME 2025 (3 problems: ``\\frac``, ``\\triangle``) and
+DAPO-Math-17K (652 problems, mostly ``\\frac``, some ``\\nabla`` / ``\\text`` / ``\\beta`` and PDF
+ligature debris) are flagged as published upstream; the paper presets keep them (``gold_check: warn``).
+
+Whether a failing gold or a flagged row stops ``make_data`` or only warns is the preset's
+``data.gold_check: fail | warn`` (default ``fail``), overridable per set (``gold_check:`` on the
+data set's entry). Sets evaluated by one of lm-eval's own tasks (GPQA-Diamond, IFEval) have no math
+gold and are not checked.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+
+from .problems import DataError
+
+_INT_RE = re.compile(r"-?\d+", re.ASCII)
+_DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+# The control characters a one-backslash escape produces (JSON: \b \f \n \r \t; Python adds \a \v),
+# and the LaTeX command letter each one swallowed.
+_ESCAPE_LETTER = {"\a": "a", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t", "\v": "v"}
+_WHITESPACE = {"\n", "\t", "\r"}  # fine on their own (not flagged unless they spell a command)
+# LaTeX commands starting with one of those letters (what "\<letter><rest>" likely meant)
+_COMMANDS = set("""
+    alpha approx angle arccos arcsin arctan arg ast asymp aleph amalg atop
+    backslash bar beta begin bf big bigcap bigcirc bigcup bigg biggl biggr bigl bigr bigoplus bigotimes
+    bigvee bigwedge binom bmod boldsymbol bot bowtie boxed breve bullet
+    frac flat forall frown fbox footnotesize
+    nabla natural ne neg neq nexists ngeq ngtr ni nleq nless nmid not notin nparallel nsubseteq nu nwarrow
+    newline
+    rangle rbrace rbrack rceil rfloor rho right rightarrow rightharpoonup rightleftharpoons rm rvert
+    tan tanh tau text textbf textit textrm textsf texttt textstyle tfrac theta therefore thinspace tilde
+    times tiny to top triangle triangleleft triangleright triangleq
+    varepsilon varphi varpi varrho varsigma vartheta varnothing vdash vdots vec vee vert vline vspace
+""".split())
+# after a newline, two-letter commands (\ne, \ni, \nu) would match ordinary lines ("e = 2.7")
+_NEWLINE_MIN = 3
+
+
+def strip_math_delimiters(s: str) -> str:
+    """``s`` without one outer ``$$..$$`` / ``$..$`` / ``\\(..\\)`` / ``\\[..\\]`` pair (when the
+    inside holds no other ``$``)."""
+    for left, right in _DELIMS:
+        if len(s) >= len(left) + len(right) and s.startswith(left) and s.endswith(right):
+            inner = s[len(left): len(s) - len(right)]
+            if "$" not in inner:
+                return inner.strip()
+    return s
+
+
+def normalise_answer(x, integer: bool, where: str) -> str:
+    """A gold answer as one string (rules in the module docstring); errors name ``where``."""
+    if isinstance(x, tuple):
+        x = list(x)
+    if isinstance(x, list):
+        if not x:
+            raise DataError(f"{where}: missing answer (empty list)")
+        if len(x) == 1:
+            return normalise_answer(x[0], integer, where)
+        if integer:
+            raise DataError(f"{where}: answer {x!r} is a list of {len(x)} values (this source's answers "
+                            "are single integers)")
+        return ", ".join(normalise_answer(v, False, f"{where} (answer element {i + 1})") for i, v in enumerate(x))
+    if isinstance(x, dict):
+        raise DataError(f"{where}: answer is an object ({x!r}); name the field holding it (answer_field: a.b)")
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        raise DataError(f"{where}: missing answer")
+    if isinstance(x, bool):
+        raise DataError(f"{where}: answer is a boolean ({x!r})")
+    if isinstance(x, float) and math.isfinite(x) and x.is_integer():
+        s = str(int(x))
+    else:
+        s = strip_math_delimiters(str(x).strip())
+    if not s:
+        raise DataError(f"{where}: empty answer")
+    if integer and not _INT_RE.fullmatch(s):
+        raise DataError(f"{where}: answer {x!r} is not an integer (this source's answers are integers)")
+    return s
+
+
+def is_multi(x) -> bool:
+    """A list answer of more than one element (joined as a set by :func:`normalise_answer`)."""
+    return isinstance(x, (list, tuple)) and len(x) > 1
+
+
+# -------------------------------------------------------------------------------------------
+# control characters
+
+
+def control_char_findings(text: str) -> list[str]:
+    """What is wrong with ``text``'s control characters, one finding per character flagged (empty:
+    nothing to flag)."""
+    out = []
+    for i, c in enumerate(text):
+        if unicodedata.category(c) != "Cc":
+            continue
+        letter = _ESCAPE_LETTER.get(c)
+        if letter is not None:
+            j = i + 1
+            while j < len(text) and text[j].isascii() and text[j].isalpha():
+                j += 1
+            cmd = letter + text[i + 1: j]
+            if cmd in _COMMANDS and (c != "\n" or len(cmd) >= _NEWLINE_MIN):
+                out.append(f"{_name(c)} before {text[i + 1: j]!r}: likely \\{cmd} written with one backslash in "
+                           f"JSON or a Python string (\"\\{letter}\" is {_name(c, long=True)}); write \\\\{cmd}")
+                continue
+        if c in _WHITESPACE:
+            continue
+        context = text[max(0, i - 12): i + 12]
+        out.append(f"control character {_name(c)} in {context!r}")
+    return out
+
+
+def _name(c: str, long: bool = False) -> str:
+    code = f"U+{ord(c):04X}"
+    if not long:
+        return code
+    return {"\a": "a bell", "\b": "a backspace", "\f": "a form feed", "\n": "a newline", "\r": "a carriage return",
+            "\t": "a tab", "\v": "a vertical tab"}.get(c, code)
+
+
+def row_findings(row: dict) -> list[str]:
+    """Control-character findings of a row's problem and answer, each prefixed by the field."""
+    out = []
+    for key in ("problem", "answer"):
+        if isinstance(row.get(key), str):
+            out += [f"{key}: {f}" for f in control_char_findings(row[key])]
+    return out
+
+
+# -------------------------------------------------------------------------------------------
+# the self-check
+
+
+def gold_failures(rows: list[dict], grader) -> tuple[list[dict], int]:
+    """Rows whose gold, written as ``\\boxed{gold}``, is not graded correct against itself by
+    ``grader`` (an :class:`ibtpo.grader.Grader`), and how many distinct golds hit its time limit."""
+    golds = sorted({r["answer"] for r in rows})
+    before = grader.timeouts
+    ok = dict(zip(golds, grader.grade_many([(g, f"\\boxed{{{g}}}") for g in golds])))
+    return [r for r in rows if not ok[r["answer"]]], grader.timeouts - before
+
+
+def check_rows(rows: list[dict], label: str, grader, key: str, show: int = 5) -> tuple[list[str], dict]:
+    """Every problem of a math set: the self-check and the control-character scan. Returns the
+    problems found (one message per kind, naming ``label`` -- the config key and file -- the count
+    and the first ``show`` ids; empty when all is well) and a small summary (counts)."""
+    bad, timeouts = gold_failures(rows, grader)
+    flagged = [(r, f) for r in rows if (f := row_findings(r))]
+    messages = []
+    fix = f"or set {key}.gold_check: warn (or data.gold_check: warn) to keep them as they are"
+    if bad:
+        first = "; ".join(f"id {r['id']!r} (gold {r['answer']!r})" for r in bad[:show])
+        more = f"; and {len(bad) - show} more" if len(bad) > show else ""
+        tmo = f" ({timeouts} distinct gold(s) ran past the grader's time limit)" if timeouts else ""
+        messages.append(f"{label}: {len(bad)} of {len(rows)} gold answers are graded wrong against themselves "
+                        f"written as \\boxed{{gold}} (ibtpo/grader.py){tmo}, so no completion can match them: "
+                        f"{first}{more}. Fix those answers, {fix}.")
+    if flagged:
+        first = "; ".join(f"id {r['id']!r}: {f[0]}" + (f" (+{len(f) - 1} more in this row)" if len(f) > 1 else "")
+                          for r, f in flagged[:show])
+        more = f"; and {len(flagged) - show} more rows" if len(flagged) > show else ""
+        messages.append(f"{label}: {len(flagged)} of {len(rows)} rows hold control characters: {first}{more}. "
+                        f"Fix the file, {fix}.")
+    summary = {"rows": len(rows), "distinct_golds": len({r["answer"] for r in rows}), "gold_failures": len(bad),
+               "timeouts": timeouts, "control_char_rows": len(flagged)}
+    return messages, summary
