@@ -50,7 +50,8 @@ def _dapo_rows() -> int:
 def test_paper_presets_carry_the_reported_setup(preset):
     cfg = _cfg(preset)
     assert cfg["preset"] == preset and cfg["policy"]["base"] == PRESETS[preset]
-    assert cfg["data"]["train"] == {"source": "registry", "name": "dapo_math_17k"}
+    assert cfg["data"]["train"] == {"source": "registry", "name": "dapo_math_17k", "gold_check": "warn"}
+    assert cfg["data"]["gold_check"] == "fail"  # the default: only the two sets kept as published warn
     t, ro, ev = cfg["train"], cfg["rollout"], cfg["evaluation"]
     assert t["lr"] == 1e-6
     assert t["steps"] == math.ceil(_dapo_rows() / t["batch_problems"])  # one epoch of DAPO-Math-17K
