@@ -40,7 +40,7 @@ import torch
 from . import checkpoint as ckpt
 from .analysis.forks import FORK_KEYS, combine as combine_forks, progress as fork_progress, tree_forks
 from .distributed import Dist
-from .logprobs import sequence_logprobs
+from .logprobs import packs, sequence_logprobs
 from .losses import policy_loss
 from .registry import build_advantage, build_sampler
 from .rollout.backend import SamplingParams
@@ -315,6 +315,15 @@ class Trainer:
                  for i, (tree, ts) in enumerate(zip(trees, per_tree))]
         return sorted((r for part in self.dist.gather(local) for r in part), key=lambda r: r["pos"])
 
+    @staticmethod
+    def _chunk_order(model, trajs: list[Trajectory], rows) -> list[int]:
+        """``rows`` in chunking order: by length (less padding), or, where :func:`~ibtpo.logprobs.sequence_logprobs`
+        packs the batch into a prefix trie (no padding there), by token sequence, so rows sharing a
+        prefix (a group's prompt, a tree's path) fall into one chunk and their prefix is computed once."""
+        if packs(model):
+            return sorted(rows, key=lambda i: (trajs[i].prompt_ids, trajs[i].response_ids))
+        return sorted(rows, key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
+
     def _chunks(self, order) -> list[np.ndarray]:
         """Length-sorted ``order`` cut into gradient-accumulation chunks. Under sharded parameters
         every process runs exactly ``update_chunks`` passes (some possibly empty), since each
@@ -335,11 +344,10 @@ class Trainer:
 
     @torch.no_grad()
     def frozen_logprobs(self, model, trajs: list[Trajectory], R: int, skip: frozenset = frozenset()) -> torch.Tensor:
-        """``(B, R)`` log-probs under ``model`` without gradients, computed in length-sorted chunks
-        (rows in ``skip`` are left at zero)."""
+        """``(B, R)`` log-probs under ``model`` without gradients, computed in chunks (:meth:`_chunk_order`;
+        rows in ``skip`` are left at zero)."""
         out = torch.zeros((len(trajs), R), device=self.device)
-        order = sorted((i for i in range(len(trajs)) if i not in skip),
-                       key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
+        order = self._chunk_order(model, trajs, [i for i in range(len(trajs)) if i not in skip])
         for chunk in self._chunks(order):
             if not len(chunk):
                 self._idle_pass(model, backward=False)
@@ -391,13 +399,13 @@ class Trainer:
 
     def _accumulate_gradients(self, mb, trajs, adv_all, old_all, ref_all,
                               n_tokens: float | None = None, n_seqs: float | None = None) -> dict:
-        """Backward of one minibatch's loss, in length-sorted chunks (less padding).
+        """Backward of one minibatch's loss, in chunks (:meth:`_chunk_order`: length-sorted, or prefix-sorted).
 
         Chunk losses use the whole minibatch's token / sequence counts as denominators (by default
         those of ``mb``; several processes pass the global minibatch's), so their gradients add up
         to the unchunked minibatch gradient (up to float summation order)."""
         lc, T = self.loss_cfg, self.sampling.temperature
-        mb = sorted(mb, key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
+        mb = self._chunk_order(self.model, trajs, list(mb))
         if n_tokens is None:
             n_tokens = float(sum(len(trajs[i].response_ids) for i in mb))
         if n_seqs is None:
