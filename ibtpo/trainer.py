@@ -45,7 +45,7 @@ from .losses import policy_loss
 from .registry import build_advantage, build_sampler
 from .rollout.backend import SamplingParams
 from .rollout.context import RolloutContext
-from .trajectories import Trajectory, extract
+from .trajectories import Trajectory, extract, leaf_sequences
 
 
 @dataclass
@@ -162,7 +162,8 @@ class Trainer:
         method.check_shared()
         self.sampler = build_sampler(method.sampler)
         self.advantage = build_advantage(method.advantage)  # advantage(tree): per-token values per leaf
-        self.ctx = RolloutContext(backend, tokenizer, grader, sampling, prompt_template)
+        # grading runs in the background while the reference log-probs are computed (train_step)
+        self.ctx = RolloutContext(backend, tokenizer, grader, sampling, prompt_template, defer_grading=True)
         # sharded parameters cannot generate (ragged decoding is no collective): keep a full copy
         self.gen_model = copy.deepcopy(model).requires_grad_(False) if self.dist.collective_forward else model
         self.ref_model = None
@@ -263,10 +264,17 @@ class Trainer:
         seed = rollout_seed(self.cfg.seed, self.step, self.dist.rank)
         trees = self.sampler.sample(batch, self.ctx, seed=seed) if batch else []
         t_gen = time.perf_counter() - t0
-        trajs = extract(trees, [self.advantage(t) for t in trees])
-        t_adv = time.perf_counter() - t0 - t_gen
         self.ctx.backend.release()  # colocated engines free their memory for the update
-        metrics = self.update(trajs, self._global_layout(mine, trajs))
+        ref_all = None
+        if self.ref_model is not None:  # needs only the tokens: overlaps the last round's grading
+            seqs = leaf_sequences(trees)
+            ref_all = self.frozen_logprobs(self.ref_model, seqs, max((len(q.response_ids) for q in seqs), default=1))
+        t_ref = time.perf_counter() - t0 - t_gen
+        self.ctx.settle()
+        t_wait = time.perf_counter() - t0 - t_gen - t_ref
+        trajs = extract(trees, [self.advantage(t) for t in trees])
+        t_adv = time.perf_counter() - t0 - t_gen - t_ref - t_wait
+        metrics = self.update(trajs, self._global_layout(mine, trajs), ref_all=ref_all)
         roll = self._rollout_stats(mine, trees, trajs)
         gen_tokens = sum(r["gen_tokens"] for r in roll)
         self.cum_tokens += gen_tokens
@@ -287,6 +295,8 @@ class Trainer:
             "tokens_per_problem": forks["tokens_per_problem"],
             "lr": self.sched.get_last_lr()[0],
             "time_gen": t_gen,
+            "time_ref": t_ref,
+            "time_grade_wait": t_wait,
             "time_adv": t_adv,
             "time_step": time.perf_counter() - t0,
         })
@@ -356,15 +366,19 @@ class Trainer:
             out[torch.as_tensor(chunk, device=self.device), :lp.shape[1]] = lp
         return out
 
-    def update(self, trajs: list[Trajectory], layout: list[tuple[int, int, int]] | None = None) -> dict:
+    def update(self, trajs: list[Trajectory], layout: list[tuple[int, int, int]] | None = None,
+               ref_all: torch.Tensor | None = None) -> dict:
         """PPO-style passes over the step's trajectories. ``layout`` (from :meth:`_global_layout`)
-        places this process's trajectories in the global batch; without it the batch is local."""
+        places this process's trajectories in the global batch; without it the batch is local.
+        ``ref_all``: the reference log-probs of ``trajs`` when already computed (train_step
+        computes them while the rollout is graded); else computed here."""
         if layout is None:
             layout = [(self.dist.rank, k, len(t.response_ids)) for k, t in enumerate(trajs)]
         need_old = self.cfg.ppo_epochs > 1 or self.cfg.minibatches > 1
         R = max((len(t.response_ids) for t in trajs), default=1)
         adv_all = _pad([t.advantages for t in trajs], R, self.device)
-        ref_all = self.frozen_logprobs(self.ref_model, trajs, R) if self.ref_model is not None else None
+        if ref_all is None and self.ref_model is not None:
+            ref_all = self.frozen_logprobs(self.ref_model, trajs, R)
         order = np.arange(len(layout))
         # The first minibatch of a single pass is updated before any optimizer step: its old
         # log-probs are its current ones (ratio 1), detached from its own forward, so the no-grad
