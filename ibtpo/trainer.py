@@ -65,7 +65,7 @@ class TrainSettings:
     schedule: str  # constant | cosine (after warm-up)
     ppo_epochs: int  # passes over one step's trajectories
     minibatches: int  # optimizer steps per pass
-    update_chunks: int  # length-sorted chunks per minibatch (gradient accumulation; less padding)
+    update_chunks: int  # chunks per minibatch (gradient accumulation; length- or prefix-sorted, see _chunk_order)
     num_processes: int  # training processes (GPUs); > 1 is launched by ``accelerate launch``
     parallel: str  # accelerate config under pipelines/accelerate/ when num_processes > 1
     seed: int = 0  # the RL seed (not a config key: the DAG's seeds list)
