@@ -4,6 +4,20 @@ The trainer's loss (:mod:`ibtpo.trainer`) and the vLLM backend's rescoring of it
 (:mod:`ibtpo.rollout.vllm_backend`, ``logprobs: policy``) both read log-probs from here, so
 rollout and training agree on the convention: the log-prob of ``softmax(logits / T)`` before any
 top-k / top-p truncation.
+
+Two implementations, one result (equal up to float rounding):
+
+* the generic one: one right-padded forward of the whole batch through the model;
+* the packed one, for Llama-architecture models (:func:`packs`: ``LlamaForCausalLM`` with SDPA
+  attention, default RoPE, as many KV heads as query heads, no module hooks): the batch's
+  sequences are merged into a prefix trie, so a prefix the rows share (a group's prompt; a tree's
+  common path) is one set of tokens, and every token-wise part of the model (embeddings, norms,
+  projections, MLPs, the LM head) runs once per trie node on a flat ``(nodes, d)`` tensor with no
+  padding. Only attention runs on the padded rows: each layer gathers the rows' queries / keys /
+  values from the nodes, applies causal SDPA, and reads each node's output back from one row that
+  contains it (a node's causal context is its prefix, the same in every row through it). The LM
+  head runs only on the nodes that predict a response token. The layers' own modules are called,
+  in ``LlamaModel.forward``'s order, so gradients reach the same parameters.
 """
 
 from __future__ import annotations
@@ -16,11 +30,50 @@ if TYPE_CHECKING:
     from .trajectories import Trajectory
 
 
+def packs(model) -> bool:
+    """Whether :func:`sequence_logprobs` takes the packed (prefix-trie) path for ``model``."""
+    from transformers import LlamaForCausalLM
+
+    cfg = getattr(model, "config", None)
+    if type(model) is not LlamaForCausalLM or cfg is None:
+        return False
+    rope = getattr(cfg, "rope_parameters", None) or {}
+    if (cfg._attn_implementation != "sdpa" or rope.get("rope_type", "default") != "default"
+            or cfg.num_key_value_heads != cfg.num_attention_heads or cfg.hidden_act != "silu"
+            or getattr(cfg, "pretraining_tp", 1) != 1 or (model.training and cfg.attention_dropout)):
+        return False
+    return not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def prefix_trie(seqs: Sequence[Sequence[int]]):
+    """Merge sequences into a prefix trie. Returns ``(ids, pos, index, rep)``: per node its token and
+    position, ``index[i][j]`` the node of token ``j`` of sequence ``i``, and per node one ``(i, j)``
+    where it occurs."""
+    nodes: dict[tuple[int, int], int] = {}
+    ids, pos, rep, index = [], [], [], []
+    for i, s in enumerate(seqs):
+        parent, row = -1, []
+        for j, t in enumerate(s):
+            node = nodes.get((parent, t))
+            if node is None:
+                node = nodes[(parent, t)] = len(ids)
+                ids.append(t)
+                pos.append(j)
+                rep.append((i, j))
+            row.append(node)
+            parent = node
+        index.append(row)
+    return ids, pos, index, rep
+
+
 def sequence_logprobs(model, trajs: Sequence[Trajectory], temperature: float, device, with_entropy: bool = False):
     """Log-probs (and optionally full-distribution entropies) of each response token under ``model``
-    at ``logits / temperature``, as right-padded ``(B, R)`` tensors with a response mask.
+    at ``logits / temperature``, as right-padded ``(B, R)`` tensors with a response mask (0 at the
+    masked positions on the packed path).
 
     ``trajs`` are anything with ``prompt_ids`` and ``response_ids`` (token id lists)."""
+    if packs(model):
+        return packed_logprobs(model, trajs, temperature, device, with_entropy)
     seqs = [t.prompt_ids + t.response_ids for t in trajs]
     width = max(len(s) for s in seqs)
     R = max(len(t.response_ids) for t in trajs)
@@ -42,3 +95,68 @@ def sequence_logprobs(model, trajs: Sequence[Trajectory], temperature: float, de
     logp = logp_all.gather(-1, targets[:, :, None]).squeeze(-1)
     ent = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
     return logp, mask, ent
+
+
+def packed_logprobs(model, trajs: Sequence[Trajectory], temperature: float, device, with_entropy: bool = False):
+    """:func:`sequence_logprobs` on the prefix trie of ``trajs`` (the packed path; see the module docstring)."""
+    import torch.nn.functional as F
+
+    seqs = [list(t.prompt_ids) + list(t.response_ids) for t in trajs]
+    ids, pos, index, rep = prefix_trie(seqs)
+    B, width = len(seqs), max(len(s) for s in seqs)
+    R = max(len(t.response_ids) for t in trajs)
+    grid = torch.zeros((B, width), dtype=torch.long)  # row position -> node (padding: node 0, never attended)
+    for i, row in enumerate(index):
+        grid[i, :len(row)] = torch.as_tensor(row)
+    rep_t = torch.as_tensor(rep, dtype=torch.long)
+    # the node predicting each response token, and the token
+    pred, tgt, rr, rj = [], [], [], []
+    for i, t in enumerate(trajs):
+        P = len(t.prompt_ids)
+        for j, tok in enumerate(t.response_ids):
+            pred.append(index[i][P + j - 1])
+            tgt.append(tok)
+            rr.append(i)
+            rj.append(j)
+    heads, inverse = torch.unique(torch.as_tensor(pred, dtype=torch.long), return_inverse=True)
+    ids_t, pos_t = torch.as_tensor(ids, device=device), torch.as_tensor(pos, device=device)
+    grid, rep_t, heads, inverse = grid.to(device), rep_t.to(device), heads.to(device), inverse.to(device)
+
+    base = model.model
+    h = base.embed_tokens(ids_t)[None]  # (1, N, d): one "row" of nodes, so the modules see their usual rank
+    cos, sin = base.rotary_emb(h, position_ids=pos_t[None])
+    cos, sin = cos[0][:, None, :], sin[0][:, None, :]  # (N, 1, D): broadcast over heads
+    for layer in base.layers[: model.config.num_hidden_layers]:
+        att = layer.self_attn
+        residual = h
+        x = layer.input_layernorm(h)
+        shape = (x.shape[1], -1, att.head_dim)
+        q = att.q_proj(x)[0].view(shape)
+        k = att.k_proj(x)[0].view(shape)
+        v = att.v_proj(x)[0].view(shape)
+        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin  # HF's apply_rotary_pos_emb
+        # rows: (B, heads, width, head_dim), causal; pads sit after every real token of a row
+        qs, ks, vs = (z[grid].transpose(1, 2) for z in (q, k, v))
+        a = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=0.0, scale=att.scaling, is_causal=True)
+        a = a.transpose(1, 2)[rep_t[:, 0], rep_t[:, 1]]  # (N, heads, head_dim): each node from one row
+        h = residual + att.o_proj(a.reshape(1, a.shape[0], -1))
+        residual = h
+        h = residual + layer.mlp(layer.post_attention_layernorm(h))
+    logits = model.lm_head(base.norm(h)[0, heads]).float() / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    tgt_t = torch.as_tensor(tgt, device=device)
+    logp = torch.zeros((B, R), device=device, dtype=logp_all.dtype)
+    rr_t, rj_t = torch.as_tensor(rr, device=device), torch.as_tensor(rj, device=device)
+    logp = logp.index_put((rr_t, rj_t), logp_all[inverse, tgt_t])
+    lens = torch.tensor([len(t.response_ids) for t in trajs], device=device)
+    mask = torch.arange(R, device=device)[None, :] < lens[:, None]
+    ent = None
+    if with_entropy:
+        ent_heads = -(logp_all.exp() * logp_all).sum(-1)
+        ent = torch.zeros((B, R), device=device, dtype=logp_all.dtype).index_put((rr_t, rj_t), ent_heads[inverse])
+    return logp, mask, ent
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)

@@ -40,12 +40,12 @@ import torch
 from . import checkpoint as ckpt
 from .analysis.forks import FORK_KEYS, combine as combine_forks, progress as fork_progress, tree_forks
 from .distributed import Dist
-from .logprobs import sequence_logprobs
+from .logprobs import packs, sequence_logprobs
 from .losses import policy_loss
 from .registry import build_advantage, build_sampler
 from .rollout.backend import SamplingParams
 from .rollout.context import RolloutContext
-from .trajectories import Trajectory, extract
+from .trajectories import Trajectory, extract, leaf_sequences
 
 
 @dataclass
@@ -65,7 +65,7 @@ class TrainSettings:
     schedule: str  # constant | cosine (after warm-up)
     ppo_epochs: int  # passes over one step's trajectories
     minibatches: int  # optimizer steps per pass
-    update_chunks: int  # length-sorted chunks per minibatch (gradient accumulation; less padding)
+    update_chunks: int  # chunks per minibatch (gradient accumulation; length- or prefix-sorted, see _chunk_order)
     num_processes: int  # training processes (GPUs); > 1 is launched by ``accelerate launch``
     parallel: str  # accelerate config under pipelines/accelerate/ when num_processes > 1
     seed: int = 0  # the RL seed (not a config key: the DAG's seeds list)
@@ -162,7 +162,8 @@ class Trainer:
         method.check_shared()
         self.sampler = build_sampler(method.sampler)
         self.advantage = build_advantage(method.advantage)  # advantage(tree): per-token values per leaf
-        self.ctx = RolloutContext(backend, tokenizer, grader, sampling, prompt_template)
+        # grading runs in the background while the reference log-probs are computed (train_step)
+        self.ctx = RolloutContext(backend, tokenizer, grader, sampling, prompt_template, defer_grading=True)
         # sharded parameters cannot generate (ragged decoding is no collective): keep a full copy
         self.gen_model = copy.deepcopy(model).requires_grad_(False) if self.dist.collective_forward else model
         self.ref_model = None
@@ -263,10 +264,17 @@ class Trainer:
         seed = rollout_seed(self.cfg.seed, self.step, self.dist.rank)
         trees = self.sampler.sample(batch, self.ctx, seed=seed) if batch else []
         t_gen = time.perf_counter() - t0
-        trajs = extract(trees, [self.advantage(t) for t in trees])
-        t_adv = time.perf_counter() - t0 - t_gen
         self.ctx.backend.release()  # colocated engines free their memory for the update
-        metrics = self.update(trajs, self._global_layout(mine, trajs))
+        ref_all = None
+        if self.ref_model is not None:  # needs only the tokens: overlaps the last round's grading
+            seqs = leaf_sequences(trees)
+            ref_all = self.frozen_logprobs(self.ref_model, seqs, max((len(q.response_ids) for q in seqs), default=1))
+        t_ref = time.perf_counter() - t0 - t_gen
+        self.ctx.settle()
+        t_wait = time.perf_counter() - t0 - t_gen - t_ref
+        trajs = extract(trees, [self.advantage(t) for t in trees])
+        t_adv = time.perf_counter() - t0 - t_gen - t_ref - t_wait
+        metrics = self.update(trajs, self._global_layout(mine, trajs), ref_all=ref_all)
         roll = self._rollout_stats(mine, trees, trajs)
         gen_tokens = sum(r["gen_tokens"] for r in roll)
         self.cum_tokens += gen_tokens
@@ -287,6 +295,8 @@ class Trainer:
             "tokens_per_problem": forks["tokens_per_problem"],
             "lr": self.sched.get_last_lr()[0],
             "time_gen": t_gen,
+            "time_ref": t_ref,
+            "time_grade_wait": t_wait,
             "time_adv": t_adv,
             "time_step": time.perf_counter() - t0,
         })
@@ -315,6 +325,15 @@ class Trainer:
                  for i, (tree, ts) in enumerate(zip(trees, per_tree))]
         return sorted((r for part in self.dist.gather(local) for r in part), key=lambda r: r["pos"])
 
+    @staticmethod
+    def _chunk_order(model, trajs: list[Trajectory], rows) -> list[int]:
+        """``rows`` in chunking order: by length (less padding), or, where :func:`~ibtpo.logprobs.sequence_logprobs`
+        packs the batch into a prefix trie (no padding there), by token sequence, so rows sharing a
+        prefix (a group's prompt, a tree's path) fall into one chunk and their prefix is computed once."""
+        if packs(model):
+            return sorted(rows, key=lambda i: (trajs[i].prompt_ids, trajs[i].response_ids))
+        return sorted(rows, key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
+
     def _chunks(self, order) -> list[np.ndarray]:
         """Length-sorted ``order`` cut into gradient-accumulation chunks. Under sharded parameters
         every process runs exactly ``update_chunks`` passes (some possibly empty), since each
@@ -335,11 +354,10 @@ class Trainer:
 
     @torch.no_grad()
     def frozen_logprobs(self, model, trajs: list[Trajectory], R: int, skip: frozenset = frozenset()) -> torch.Tensor:
-        """``(B, R)`` log-probs under ``model`` without gradients, computed in length-sorted chunks
-        (rows in ``skip`` are left at zero)."""
+        """``(B, R)`` log-probs under ``model`` without gradients, computed in chunks (:meth:`_chunk_order`;
+        rows in ``skip`` are left at zero)."""
         out = torch.zeros((len(trajs), R), device=self.device)
-        order = sorted((i for i in range(len(trajs)) if i not in skip),
-                       key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
+        order = self._chunk_order(model, trajs, [i for i in range(len(trajs)) if i not in skip])
         for chunk in self._chunks(order):
             if not len(chunk):
                 self._idle_pass(model, backward=False)
@@ -348,15 +366,19 @@ class Trainer:
             out[torch.as_tensor(chunk, device=self.device), :lp.shape[1]] = lp
         return out
 
-    def update(self, trajs: list[Trajectory], layout: list[tuple[int, int, int]] | None = None) -> dict:
+    def update(self, trajs: list[Trajectory], layout: list[tuple[int, int, int]] | None = None,
+               ref_all: torch.Tensor | None = None) -> dict:
         """PPO-style passes over the step's trajectories. ``layout`` (from :meth:`_global_layout`)
-        places this process's trajectories in the global batch; without it the batch is local."""
+        places this process's trajectories in the global batch; without it the batch is local.
+        ``ref_all``: the reference log-probs of ``trajs`` when already computed (train_step
+        computes them while the rollout is graded); else computed here."""
         if layout is None:
             layout = [(self.dist.rank, k, len(t.response_ids)) for k, t in enumerate(trajs)]
         need_old = self.cfg.ppo_epochs > 1 or self.cfg.minibatches > 1
         R = max((len(t.response_ids) for t in trajs), default=1)
         adv_all = _pad([t.advantages for t in trajs], R, self.device)
-        ref_all = self.frozen_logprobs(self.ref_model, trajs, R) if self.ref_model is not None else None
+        if ref_all is None and self.ref_model is not None:
+            ref_all = self.frozen_logprobs(self.ref_model, trajs, R)
         order = np.arange(len(layout))
         # The first minibatch of a single pass is updated before any optimizer step: its old
         # log-probs are its current ones (ratio 1), detached from its own forward, so the no-grad
@@ -391,13 +413,13 @@ class Trainer:
 
     def _accumulate_gradients(self, mb, trajs, adv_all, old_all, ref_all,
                               n_tokens: float | None = None, n_seqs: float | None = None) -> dict:
-        """Backward of one minibatch's loss, in length-sorted chunks (less padding).
+        """Backward of one minibatch's loss, in chunks (:meth:`_chunk_order`: length-sorted, or prefix-sorted).
 
         Chunk losses use the whole minibatch's token / sequence counts as denominators (by default
         those of ``mb``; several processes pass the global minibatch's), so their gradients add up
         to the unchunked minibatch gradient (up to float summation order)."""
         lc, T = self.loss_cfg, self.sampling.temperature
-        mb = sorted(mb, key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
+        mb = self._chunk_order(self.model, trajs, list(mb))
         if n_tokens is None:
             n_tokens = float(sum(len(trajs[i].response_ids) for i in mb))
         if n_seqs is None:

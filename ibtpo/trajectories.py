@@ -44,6 +44,20 @@ def broadcast_node_values(tree: Tree, node_value: dict[int, float],
     return out
 
 
+@dataclass
+class LeafSequence:
+    """A leaf's token sequence (what :func:`ibtpo.logprobs.sequence_logprobs` reads), before grading."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+
+
+def leaf_sequences(trees: list[Tree]) -> list[LeafSequence]:
+    """The token sequences of :func:`extract`'s trajectories, in its order; needs no rewards."""
+    return [LeafSequence(tree.prompt_ids, [t for n in tree.path(leaf) for t in tree.nodes[n].token_ids])
+            for tree in trees for leaf in tree.leaves()]
+
+
 def extract(trees: list[Tree], advantages: list[list[np.ndarray]]) -> list[Trajectory]:
     out = []
     for i, (tree, advs) in enumerate(zip(trees, advantages)):

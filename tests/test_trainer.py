@@ -148,3 +148,48 @@ def test_old_logprobs_are_computed_only_for_minibatches_after_the_first(tok, tmp
         ref_tr.opt.step()
     for p, q in zip(tr.model.parameters(), ref_tr.model.parameters()):
         assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_packed_logprobs_equal_the_padded_forward(tok):
+    """The prefix-trie path of sequence_logprobs (shared prompts and response prefixes computed once)
+    gives the padded full forward's log-probs, entropies and gradients up to float rounding."""
+    import ibtpo.logprobs as L
+    from ibtpo.trajectories import Trajectory
+
+    model = build_tiny_llama(tok, n_layer=2, d_model=32, n_head=2, d_mlp=64, max_positions=64, seed=0)
+    assert L.packs(model)
+    rng = np.random.default_rng(0)
+    shared = list(rng.integers(4, 90, 6))
+    trajs = [Trajectory([5, 6, 7][: 1 + i % 3], (shared[: i % 4] if i % 2 else []) + list(rng.integers(4, 90, 1 + i)),
+                        [], None, 0.0, False, i) for i in range(9)]
+    out = []
+    for packed in (True, False):
+        model.zero_grad()
+        orig = L.packs
+        L.packs = (lambda m: orig(m)) if packed else (lambda m: False)
+        try:
+            logp, mask, ent = L.sequence_logprobs(model, trajs, 0.7, "cpu", with_entropy=True)
+        finally:
+            L.packs = orig
+        ((logp * mask).sum() + (ent * mask).sum()).backward()
+        out.append((logp * mask, ent * mask, mask, torch.cat([p.grad.flatten() for p in model.parameters()])))
+    (a, ea, ma, ga), (b, eb, mb, gb) = out
+    assert torch.equal(ma, mb)
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(ea, eb, atol=1e-5)
+    assert torch.allclose(ga, gb, atol=1e-5, rtol=1e-4)
+
+
+def test_deferred_grading_sets_the_same_rewards(tok):
+    """The trainer's context grades in the background; settle() sets what synchronous grading sets."""
+    from ibtpo.rollout.chains import ChainSampler
+    from ibtpo.rollout.context import RolloutContext
+
+    model = build_tiny_llama(tok, n_layer=1, d_model=32, n_head=2, d_mlp=64, max_positions=64, seed=0)
+    params = SamplingParams(max_new_tokens=4, stop_token_ids=(tok.eos_token_id,))
+    rewards = []
+    for defer in (False, True):
+        ctx = RolloutContext(HFBackend(model, tok.pad_token_id), tok, StartsWithSeven(), params, defer_grading=defer)
+        trees = ChainSampler(G=8).sample(PROBLEMS[:4], ctx, seed=3)
+        ctx.settle()
+        rewards.append([t.rewards() for t in trees])
+    assert rewards[0] == rewards[1] and all(r is not None for rs in rewards[1] for r in rs)

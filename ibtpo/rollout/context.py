@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from .backend import Completion, GenerationBackend, SamplingParams
 from .steps import split_steps
@@ -16,6 +17,12 @@ class RolloutContext:
     grader: object  # ibtpo.grader.Grader: grade_many([(gold, pred), ...])
     params: SamplingParams
     prompt_template: str = "{problem}\n"
+    # defer_grading: grade_leaves hands the pairs to a background thread and returns at once; the
+    # rewards are set by settle() (the trainer computes the reference log-probs meanwhile; a sampler
+    # that reads rewards between rounds settles first). Off: graded before grade_leaves returns.
+    defer_grading: bool = False
+    _pending: list = field(default_factory=list, init=False, repr=False)
+    _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
     def new_tree(self, problem: dict) -> Tree:
         text = self.prompt_template.format(problem=problem["problem"])
@@ -63,7 +70,24 @@ class RolloutContext:
         return [(t, leaf) for t, leaf, _ in new]
 
     def grade_leaves(self, leaves: list[tuple[Tree, int, str]]) -> None:
-        """Grade each new leaf on its full response text (root to leaf) and update its tree."""
+        """Grade each new leaf on its full response text (root to leaf) and update its tree (with
+        ``defer_grading``: in the background, applied by :meth:`settle`)."""
         pairs = [(t.problem["answer"], "".join(t.nodes[n].text for n in t.path(leaf))) for t, leaf, _ in leaves]
-        for (tree, leaf, reason), ok in zip(leaves, self.grader.grade_many(pairs)):
+        if not self.defer_grading:
+            self._apply(leaves, self.grader.grade_many(pairs))
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grade")
+        self._pending.append((leaves, self._pool.submit(self.grader.grade_many, pairs)))
+
+    def settle(self) -> None:
+        """Wait for the deferred grades and set them on their trees, in submission order (no-op when
+        none are pending)."""
+        pending, self._pending = self._pending, []
+        for leaves, fut in pending:
+            self._apply(leaves, fut.result())
+
+    @staticmethod
+    def _apply(leaves: list[tuple[Tree, int, str]], oks) -> None:
+        for (tree, leaf, reason), ok in zip(leaves, oks):
             tree.set_reward(leaf, 1.0 if ok else 0.0, reason)

@@ -88,6 +88,7 @@ class IBTreeSampler:
         ctx.expand([(t, 0) for t in trees], self.B0, seed)
         budget = ctx.params.max_new_tokens
         for rnd in range(2, self.L + 1):
+            ctx.settle()  # the picks read the rewards so far
             picks = [(t, n) for t in trees for n in pick_nodes(t, self.K, rng, self.selection, self.ib, budget)]
             ctx.expand(picks, self.B, seed + rnd)
         return trees
