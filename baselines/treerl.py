@@ -181,6 +181,7 @@ class EPTreeSampler:
         budget = ctx.params.max_new_tokens
         ctx.expand([(t, 0) for t in trees], self.M, seed, as_steps=False)  # the M chains, one node each
         for it in range(1, self.L + 1):
+            ctx.settle()  # splitting a leaf moves its reward to the split-off tail: rewards must be set first
             picks: list[tuple[Tree, int]] = []
             for tree in trees:
                 forks = [f for chain in list(tree.root.children)

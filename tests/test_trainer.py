@@ -179,17 +179,24 @@ def test_packed_logprobs_equal_the_padded_forward(tok):
     assert torch.allclose(ga, gb, atol=1e-5, rtol=1e-4)
 
 
-def test_deferred_grading_sets_the_same_rewards(tok):
-    """The trainer's context grades in the background; settle() sets what synchronous grading sets."""
-    from ibtpo.rollout.chains import ChainSampler
+@pytest.mark.parametrize("spec", [{"name": "chains", "G": 8}, {"name": "ibtree", "B0": 2, "L": 3},
+                                  {"name": "random_tree", "B0": 2, "L": 3},
+                                  {"name": "eptree", "M": 2, "N": 2, "L": 1, "T": 2}])
+def test_deferred_grading_sets_the_same_rewards(tok, spec):
+    """The trainer's context grades in the background; settle() sets what synchronous grading sets,
+    for every sampler (EPTree splits leaves between rounds, IBTree reads rewards to pick nodes)."""
+    from ibtpo.registry import build_sampler
     from ibtpo.rollout.context import RolloutContext
 
     model = build_tiny_llama(tok, n_layer=1, d_model=32, n_head=2, d_mlp=64, max_positions=64, seed=0)
-    params = SamplingParams(max_new_tokens=4, stop_token_ids=(tok.eos_token_id,))
-    rewards = []
+    params = SamplingParams(max_new_tokens=12, stop_token_ids=(tok.eos_token_id,))
+    out = []
     for defer in (False, True):
         ctx = RolloutContext(HFBackend(model, tok.pad_token_id), tok, StartsWithSeven(), params, defer_grading=defer)
-        trees = ChainSampler(G=8).sample(PROBLEMS[:4], ctx, seed=3)
+        trees = build_sampler(spec).sample(PROBLEMS[:4], ctx, seed=3)
         ctx.settle()
-        rewards.append([t.rewards() for t in trees])
-    assert rewards[0] == rewards[1] and all(r is not None for rs in rewards[1] for r in rs)
+        out.append([t.to_json() for t in trees])
+        assert all(r is not None for t in trees for r in t.rewards())
+    assert out[0] == out[1]
+    if spec["name"] == "eptree":
+        assert any(len(t.nodes) > 1 + spec["M"] for t in trees)  # it did split and expand
