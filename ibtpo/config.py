@@ -342,9 +342,9 @@ def _check_external(cfg: dict) -> list[str]:
     in the local Hugging Face cache (nothing is downloaded at planning or by the evaluation)."""
     problems = []
     for name, ext in cfg.get("external", {}).items():
-        if name in cfg["method_defs"] or name.startswith("base"):
+        if name in cfg["method_defs"] or name == "base":
             problems.append(f"external.{name}: the name is taken by "
-                            + ("a method of method_defs" if name in cfg["method_defs"] else "the base model rows")
+                            + ("a method of method_defs" if name in cfg["method_defs"] else "the base model row")
                             + "; choose another")
         if "hub" in ext and not hub_cached(ext["hub"]):
             problems.append(f"external.{name}.hub: {ext['hub']!r} is not in the local Hugging Face cache (the "

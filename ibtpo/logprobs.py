@@ -31,18 +31,11 @@ if TYPE_CHECKING:
 
 
 def packs(model) -> bool:
-    """Whether :func:`sequence_logprobs` takes the packed (prefix-trie) path for ``model``."""
-    from transformers import LlamaForCausalLM
+    """Whether :func:`sequence_logprobs` takes the packed (prefix-trie) path for ``model``: a plain
+    Llama (:func:`~ibtpo.model.plain_llama.is_plain_llama`) without attention dropout in training."""
+    from .model.plain_llama import is_plain_llama
 
-    cfg = getattr(model, "config", None)
-    if type(model) is not LlamaForCausalLM or cfg is None:
-        return False
-    rope = getattr(cfg, "rope_parameters", None) or {}
-    if (cfg._attn_implementation != "sdpa" or rope.get("rope_type", "default") != "default"
-            or cfg.num_key_value_heads != cfg.num_attention_heads or cfg.hidden_act != "silu"
-            or getattr(cfg, "pretraining_tp", 1) != 1 or (model.training and cfg.attention_dropout)):
-        return False
-    return not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    return is_plain_llama(model) and not (model.training and model.config.attention_dropout)
 
 
 def prefix_trie(seqs: Sequence[Sequence[int]]):

@@ -119,21 +119,10 @@ class PlainLlamaDecoder:
 
 def plain_decoder(model) -> PlainLlamaDecoder | None:
     """The plain decode path for ``model``, or ``None`` where it does not apply (then the HF forward
-    decodes): a ``LlamaForCausalLM`` with SDPA attention, default RoPE, as many KV heads as query
-    heads, no hooks on its modules."""
-    from transformers import LlamaForCausalLM
+    decodes): see :func:`~ibtpo.model.plain_llama.is_plain_llama`."""
+    from ..model.plain_llama import is_plain_llama
 
-    cfg = getattr(model, "config", None)
-    if type(model) is not LlamaForCausalLM or cfg is None:
-        return None
-    rope = getattr(cfg, "rope_parameters", None) or {}
-    if (cfg._attn_implementation != "sdpa" or rope.get("rope_type", "default") != "default"
-            or cfg.num_key_value_heads != cfg.num_attention_heads or cfg.hidden_act != "silu"
-            or getattr(cfg, "pretraining_tp", 1) != 1):
-        return None
-    if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
-        return None
-    return PlainLlamaDecoder(model)
+    return PlainLlamaDecoder(model) if is_plain_llama(model) else None
 
 
 class HFBackend(GenerationBackend):
