@@ -16,7 +16,8 @@ def make_backend(cfg: dict, model, tokenizer, device: str | None = None, model_p
     if name == "hf":
         from .hf_backend import HFBackend
 
-        return HFBackend(model, tokenizer.pad_token_id, device or cfg["device"])
+        return HFBackend(model, tokenizer.pad_token_id, device or cfg["device"],
+                         attention=cfg["rollout"]["decode_attention"])
     if name == "vllm":
         from .vllm_backend import build_backend
 

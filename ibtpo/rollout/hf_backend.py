@@ -10,13 +10,17 @@ written into preallocated tensors and converted to lists once.
 Decoding: for a Llama-architecture model (:func:`plain_decoder`: ``LlamaForCausalLM`` with SDPA
 attention, default RoPE, one KV head per query head, no module hooks) the decode steps bypass the HF
 forward: a preallocated KV cache per layer (prefix width + the step budget; keys stored transposed;
-a step writes one column and attends to the filled slice), an additive 0/-inf padding bias instead of
-per-step 4D masks, no per-step cache objects, and the single query's attention as two small batched
-GEMMs (the CPU SDPA kernels cost ~2x that at query length 1); everything else calls the layers' own
-modules in ``LlamaModel.forward``'s order. The logits equal the HF loop's up to float rounding (the
-attention's summation order: log-probs within ~1e-6, the same samples in practice; measured: identical
-tokens on the tiny model). The prefill is the HF forward. Any other model decodes through the HF
-forward with a ``DynamicCache`` (forked with ``batch_repeat_interleave``, compacted with
+a step writes one column and attends to the filled slice), a padding mask instead of per-step 4D
+masks, no per-step cache objects, and the single query's attention as a small C kernel
+(:mod:`~ibtpo.rollout.decode_kernel`; where it cannot be built, or ``attention="torch"``, two small
+batched GEMMs: the CPU SDPA kernels cost ~2x that at query length 1); everything else calls the
+layers' own modules in ``LlamaModel.forward``'s order. With the kernel the model runs on the live rows
+only: a finished row leaves the compute batch at once and keeps its cache row (the kernel reads cache
+rows through an index), so the cache is never copied; the sampling batch is still compacted at
+``compact_at``, so every path draws the same random stream. The logits equal the HF loop's up to
+float rounding (the attention's summation order: log-probs within ~1e-6, the same samples in practice;
+measured: identical tokens on the tiny model). The prefill is the HF forward. Any other model decodes
+through the HF forward with a ``DynamicCache`` (forked with ``batch_repeat_interleave``, compacted with
 ``batch_select_indices``); ``plain=False`` forces that path.
 """
 
@@ -67,10 +71,13 @@ class PlainLlamaDecoder:
     per-step objects: ``LlamaModel.forward`` / ``LlamaDecoderLayer`` / ``LlamaAttention`` for a query
     length of 1 (see the module docstring)."""
 
-    def __init__(self, model):
+    def __init__(self, model, attention: str = "auto"):
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
+        from .decode_kernel import DecodeAttention
+
         self.rope = apply_rotary_pos_emb
+        self.attend = DecodeAttention(attention)
         self.base, self.lm_head = model.model, model.lm_head
         self.layers = list(self.base.layers[: model.config.num_hidden_layers])
 
@@ -90,9 +97,12 @@ class PlainLlamaDecoder:
             out.append([kt, vb])
         return out
 
-    def step(self, tok: torch.Tensor, pos: torch.Tensor, kv: list, col: int, bias) -> torch.Tensor:
+    def step(self, tok: torch.Tensor, pos: torch.Tensor, kv: list, col: int, bias, mask=None,
+             rows=None) -> torch.Tensor:
         """Logits ``(B, V)`` after feeding ``tok`` (B,) at positions ``pos`` (B,) into column ``col``;
-        ``bias``: ``(B, 1, 1, col + 1)`` added to the attention scores (0 or -inf), or ``None``."""
+        ``bias``: ``(B, 1, 1, col + 1)`` added to the attention scores (0 or -inf), or ``None``; ``mask``:
+        the same as a bool ``(cache rows, >= col + 1)`` (True = attend), for the C kernel; ``rows`` (B,):
+        the cache row of each batch row (the C kernel only; ``None``: the cache has the batch's rows)."""
         h = self.base.embed_tokens(tok[:, None])
         cos, sin = self.base.rotary_emb(h, position_ids=pos[:, None])
         for layer, (Kt, V) in zip(self.layers, kv):
@@ -104,34 +114,37 @@ class PlainLlamaDecoder:
             k = att.k_proj(x).view(shape).transpose(1, 2)
             v = att.v_proj(x).view(shape).transpose(1, 2)
             q, k = self.rope(q, k, cos, sin)
-            Kt[..., col] = k[:, :, 0]
-            V[:, :, col] = v[:, :, 0]
-            # attention of one query: two small batched GEMMs (the CPU SDPA kernels are slower at q_len 1)
-            scores = torch.matmul(q * att.scaling, Kt[..., :col + 1])
-            if bias is not None:
-                scores = scores + bias
-            a = torch.matmul(torch.softmax(scores, dim=-1), V[:, :, :col + 1])
+            if rows is None:
+                Kt[..., col] = k[:, :, 0]
+                V[:, :, col] = v[:, :, 0]
+            else:
+                Kt[rows, :, :, col] = k[:, :, 0]
+                V[rows, :, col] = v[:, :, 0]
+            # attention of one query: the C kernel, else two small batched GEMMs (decode_kernel.py)
+            a = self.attend(q, Kt, V, col + 1, mask, bias, att.scaling, rows)
             h = residual + att.o_proj(a.transpose(1, 2).reshape(x.shape[0], 1, -1))
             residual = h
             h = residual + layer.mlp(layer.post_attention_layernorm(h))
         return self.lm_head(self.base.norm(h))[:, -1, :]
 
 
-def plain_decoder(model) -> PlainLlamaDecoder | None:
+def plain_decoder(model, attention: str = "auto") -> PlainLlamaDecoder | None:
     """The plain decode path for ``model``, or ``None`` where it does not apply (then the HF forward
-    decodes): see :func:`~ibtpo.model.plain_llama.is_plain_llama`."""
+    decodes): see :func:`~ibtpo.model.plain_llama.is_plain_llama`. ``attention``: the decode attention
+    (:mod:`~ibtpo.rollout.decode_kernel`: ``auto`` the C kernel where it builds, ``c``, ``torch``)."""
     from ..model.plain_llama import is_plain_llama
 
-    return PlainLlamaDecoder(model) if is_plain_llama(model) else None
+    return PlainLlamaDecoder(model, attention) if is_plain_llama(model) else None
 
 
 class HFBackend(GenerationBackend):
     """Generation on a ``transformers`` causal LM that the trainer updates in place."""
 
     def __init__(self, model, pad_token_id: int, device: str | torch.device = "cpu", compact_at: float = 0.75,
-                 plain: bool = True):
+                 plain: bool = True, attention: str = "auto"):
         self.model = model
         self.plain = plain  # the plain decode loop where it applies (False: always the HF forward)
+        self.attention = attention  # the plain loop's decode attention: auto | c | torch (decode_kernel.py)
         self.compact_at = compact_at  # drop finished rows once at most this share of the batch is live
         self.pad_token_id = pad_token_id
         self.device = torch.device(device)
@@ -173,7 +186,7 @@ class HFBackend(GenerationBackend):
         caps = torch.tensor([min(params.max_new_tokens, max_new[i // n]) if max_new is not None
                              else params.max_new_tokens for i in range(total)], device=self.device)
         steps = int(caps.max())
-        plain = plain_decoder(self.model) if self.plain else None
+        plain = plain_decoder(self.model, self.attention) if self.plain else None
         if n > 1:
             logits = logits.repeat_interleave(n, dim=0)
             mask = mask.repeat_interleave(n, dim=0)
@@ -183,7 +196,9 @@ class HFBackend(GenerationBackend):
             del cache
             mask = torch.cat([mask.bool(), mask.new_ones((total, steps), dtype=torch.bool)], dim=-1)
             padded = not bool(mask[:, :width].all())
-            bias = torch.zeros(mask.shape, device=self.device).masked_fill_(~mask, float("-inf"))
+            # with the C kernel, finished rows leave the batch but keep their cache rows (no cache copies)
+            indirect = plain.attend.applies(*kv[0])
+            bias = None if indirect else torch.zeros(mask.shape, device=self.device).masked_fill_(~mask, float("-inf"))
         elif n > 1:
             cache.batch_repeat_interleave(n)
         next_pos = pos[:, -1] + 1
@@ -210,14 +225,28 @@ class HFBackend(GenerationBackend):
                 break
             if n_live <= self.compact_at * len(rows):  # drop finished rows from the batch
                 keep = live.nonzero().squeeze(-1)
-                rows, tok, mask, next_pos, live = rows[keep], tok[keep], mask[keep], next_pos[keep], live[keep]
-                if plain is not None:
-                    kv = [[t[keep] for t in layer] for layer in kv]
-                    padded = not bool(mask[:, :width].all())
-                    bias = bias[keep]
-                else:
+                rows, tok, next_pos, live = rows[keep], tok[keep], next_pos[keep], live[keep]
+                if plain is None:
+                    mask = mask[keep]
                     cache.batch_select_indices(keep)
-            if plain is not None:
+                elif not indirect:
+                    kv = [[t[keep] for t in layer] for layer in kv]
+                    mask, bias = mask[keep], bias[keep]
+                    padded = not bool(mask[:, :width].all())
+            if plain is not None and indirect:
+                # the model runs on the live rows only (their cache rows through `rows`); the sampling
+                # batch keeps the finished rows until the next compaction (zero logits), so the random
+                # stream, hence every sample, is the one the other paths draw
+                col = width + step
+                sub = None if n_live == len(rows) else live.nonzero().squeeze(-1)
+                args = (tok, next_pos, rows) if sub is None else (tok[sub], next_pos[sub], rows[sub])
+                out = plain.step(args[0], args[1], kv, col, None, mask if padded else None, args[2])
+                if sub is None:
+                    logits = out
+                else:
+                    logits = out.new_zeros((len(rows), out.shape[1]))
+                    logits[sub] = out
+            elif plain is not None:
                 col = width + step
                 logits = plain.step(tok, next_pos, kv, col, bias[:, None, None, :col + 1] if padded else None)
             else:
