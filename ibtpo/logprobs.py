@@ -24,6 +24,8 @@ Two implementations, one result (equal up to float rounding):
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import torch
@@ -41,24 +43,32 @@ def packs(model) -> bool:
 
 
 def prefix_trie(seqs: Sequence[Sequence[int]]):
-    """Merge sequences into a prefix trie. Returns ``(ids, pos, index, rep)``: per node its token and
-    position, ``index[i][j]`` the node of token ``j`` of sequence ``i``, and per node one ``(i, j)``
-    where it occurs."""
-    nodes: dict[tuple[int, int], int] = {}
-    ids, pos, rep, index = [], [], [], []
-    for i, s in enumerate(seqs):
-        parent, row = -1, []
-        for j, t in enumerate(s):
-            node = nodes.get((parent, t))
-            if node is None:
-                node = nodes[(parent, t)] = len(ids)
-                ids.append(t)
-                pos.append(j)
-                rep.append((i, j))
-            row.append(node)
-            parent = node
-        index.append(row)
-    return ids, pos, index, rep
+    """Merge sequences into a prefix trie (vectorised: rows sorted lexicographically share a node with
+    the previous sorted row as long as their tokens agree). Returns numpy arrays ``(tokens, ids, pos,
+    index, rep)``: the ``(B, W)`` token grid (-1 after a row's end), per node its token and position,
+    ``index[i, j]`` the node of token ``j`` of sequence ``i`` (-1 after the row's end), and per node
+    one ``(i, j)`` where it occurs (``rep``, ``(N, 2)``). Token ids must be >= 0."""
+    import numpy as np
+
+    B = len(seqs)
+    lens = np.array([len(s) for s in seqs], dtype=np.int64)
+    W = int(lens.max()) if B else 0
+    tokens = np.full((B, W), -1, dtype=np.int64)
+    valid = np.arange(W)[None, :] < lens[:, None]
+    tokens[valid] = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs]) if B else []
+    order = np.lexsort(tokens.T[::-1]) if W else np.arange(B)  # lexicographic, first column most significant
+    t = tokens[order]
+    shared = np.zeros((B, W), dtype=bool)  # token j of sorted row r is the previous sorted row's node
+    if B > 1:
+        shared[1:] = np.logical_and.accumulate((t[1:] == t[:-1]) & (t[1:] >= 0), axis=1)
+    new = (t >= 0) & ~shared
+    first = np.where(new, np.cumsum(new.ravel()).reshape(B, W) - 1, -1)  # node ids, in sorted row-major order
+    src = np.maximum.accumulate(np.where(new, np.arange(B)[:, None], 0), axis=0)  # the sorted row that made it
+    node = np.where(t >= 0, np.take_along_axis(first, src, axis=0), -1)
+    index = np.empty_like(node)
+    index[order] = node
+    r, j = np.nonzero(new)
+    return tokens, t[r, j], j, index, np.stack([order[r], j], axis=1)
 
 
 def length_buckets(lengths: Sequence[int], call_cost: float) -> list[list[int]]:
@@ -124,41 +134,74 @@ def sequence_logprobs(model, trajs: Sequence[Trajectory], temperature: float, de
     return logp, mask, ent
 
 
+@dataclass
+class TriePlan:
+    """Everything :func:`packed_logprobs` needs besides the model, from the token ids alone (so the
+    reference and the policy pass over the same rows share one): the nodes' tokens / positions, one
+    ``(rows, width)`` node grid per attention bucket (padding: node 0, never attended: pads sit after
+    every real token of a row), ``rep`` each node's index into the buckets' attention outputs
+    concatenated, ``heads`` the nodes predicting a response token (``inverse``: each response token's
+    head), ``tgt`` the tokens, at ``(rr, rj)`` of the ``(B, R)`` output."""
+
+    ids: torch.Tensor
+    pos: torch.Tensor
+    grids: list
+    rep: torch.Tensor
+    heads: torch.Tensor
+    inverse: torch.Tensor
+    tgt: torch.Tensor
+    rr: torch.Tensor
+    rj: torch.Tensor
+    R: int
+
+
+_PLANS: OrderedDict = OrderedDict()  # the last few plans, keyed by the rows' token ids (exact match)
+
+
+def trie_plan(model, trajs: Sequence[Trajectory]) -> TriePlan:
+    """The :class:`TriePlan` of ``trajs`` for ``model``'s attention width (bucketing cost), memoised on the
+    exact token ids and that width (the reference and the policy pass of one chunk compute it once)."""
+    import numpy as np
+
+    cfg = model.config
+    hidden = cfg.num_attention_heads * (getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+    key = (hidden, SDPA_CALL_COST, tuple((tuple(t.prompt_ids), tuple(t.response_ids)) for t in trajs))
+    if key in _PLANS:
+        _PLANS.move_to_end(key)
+        return _PLANS[key]
+    seqs = [list(t.prompt_ids) + list(t.response_ids) for t in trajs]
+    tokens, ids, pos, index, rep = prefix_trie(seqs)
+    lens = np.array([len(s) for s in seqs])
+    P = np.array([len(t.prompt_ids) for t in trajs])
+    grids, flat_of_row, offset = [], np.zeros(len(seqs), dtype=np.int64), 0
+    for rows in length_buckets(lens.tolist(), SDPA_CALL_COST / hidden):
+        width = int(lens[rows[-1]])
+        grids.append(torch.from_numpy(np.maximum(index[rows, :width], 0)))
+        flat_of_row[rows] = offset + np.arange(len(rows)) * width
+        offset += len(rows) * width
+    # response token (i, j) of the grid (j >= P_i) is predicted by node index[i, j - 1]
+    col = np.arange(tokens.shape[1])[None, :]
+    rr, cc = np.nonzero((col >= P[:, None]) & (col < lens[:, None]))
+    heads, inverse = np.unique(index[rr, cc - 1], return_inverse=True)
+    plan = TriePlan(*(torch.from_numpy(np.ascontiguousarray(x)) for x in (ids, pos)), grids,
+                    torch.from_numpy(flat_of_row[rep[:, 0]] + rep[:, 1]), torch.from_numpy(heads),
+                    torch.from_numpy(inverse.reshape(-1)), torch.from_numpy(tokens[rr, cc]), torch.from_numpy(rr),
+                    torch.from_numpy(cc - P[rr]), int((lens - P).max()))
+    _PLANS[key] = plan
+    while len(_PLANS) > 8:
+        _PLANS.popitem(last=False)
+    return plan
+
+
 def packed_logprobs(model, trajs: Sequence[Trajectory], temperature: float, device, with_entropy: bool = False):
     """:func:`sequence_logprobs` on the prefix trie of ``trajs`` (the packed path; see the module docstring)."""
     import torch.nn.functional as F
 
-    seqs = [list(t.prompt_ids) + list(t.response_ids) for t in trajs]
-    ids, pos, index, rep = prefix_trie(seqs)
-    B = len(seqs)
-    R = max(len(t.response_ids) for t in trajs)
-    # attention buckets: per bucket a grid (rows, width) row position -> node (padding: node 0, never
-    # attended); every node is read back from one row, as an index into the buckets' outputs concatenated
-    cfg = model.config
-    hidden = cfg.num_attention_heads * (getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
-    buckets = length_buckets([len(s) for s in seqs], SDPA_CALL_COST / hidden)
-    grids, flat_of_row, offset = [], {}, 0
-    for rows in buckets:
-        width = len(seqs[rows[-1]])
-        grid = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, i in enumerate(rows):
-            grid[r, :len(index[i])] = torch.as_tensor(index[i])
-            flat_of_row[i] = offset + r * width
-        grids.append(grid.to(device))
-        offset += len(rows) * width
-    rep_t = torch.as_tensor([flat_of_row[i] + j for i, j in rep], dtype=torch.long)
-    # the node predicting each response token, and the token
-    pred, tgt, rr, rj = [], [], [], []
-    for i, t in enumerate(trajs):
-        P = len(t.prompt_ids)
-        for j, tok in enumerate(t.response_ids):
-            pred.append(index[i][P + j - 1])
-            tgt.append(tok)
-            rr.append(i)
-            rj.append(j)
-    heads, inverse = torch.unique(torch.as_tensor(pred, dtype=torch.long), return_inverse=True)
-    ids_t, pos_t = torch.as_tensor(ids, device=device), torch.as_tensor(pos, device=device)
-    rep_t, heads, inverse = rep_t.to(device), heads.to(device), inverse.to(device)
+    plan = trie_plan(model, trajs)
+    B, R = len(trajs), plan.R
+    ids_t, pos_t, rep_t, heads, inverse, tgt_t, rr_t, rj_t = (
+        x.to(device) for x in (plan.ids, plan.pos, plan.rep, plan.heads, plan.inverse, plan.tgt, plan.rr, plan.rj))
+    grids = [g.to(device) for g in plan.grids]
 
     base = model.model
     h = base.embed_tokens(ids_t)[None]  # (1, N, d): one "row" of nodes, so the modules see their usual rank
@@ -185,9 +228,7 @@ def packed_logprobs(model, trajs: Sequence[Trajectory], temperature: float, devi
         h = residual + layer.mlp(layer.post_attention_layernorm(h))
     logits = model.lm_head(base.norm(h)[0, heads]).float() / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
-    tgt_t = torch.as_tensor(tgt, device=device)
     logp = torch.zeros((B, R), device=device, dtype=logp_all.dtype)
-    rr_t, rj_t = torch.as_tensor(rr, device=device), torch.as_tensor(rj, device=device)
     logp = logp.index_put((rr_t, rj_t), logp_all[inverse, tgt_t])
     lens = torch.tensor([len(t.response_ids) for t in trajs], device=device)
     mask = torch.arange(R, device=device)[None, :] < lens[:, None]
