@@ -15,56 +15,74 @@ from ibtpo.rollout.hf_backend import HFBackend
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler: the kernel cannot be built")
 
 
-def reference(q, Kt, V, n, mask, scale):
-    """Per (row, head), from the formula, in float64: sum_j softmax_j(scale <q, k_j>) v_j over the
-    attended columns j < n."""
+def softmax_attention(q, keys, values):
+    """From the formula, in float64: sum_j softmax_j(<q, k_j>) v_j."""
+    s = [float(q.double() @ k.double()) for k in keys]
+    m = max(s)
+    w = [math.exp(x - m) for x in s]
+    return sum(wj / sum(w) * v.double() for wj, v in zip(w, values))
+
+
+def per_row_reference(q, Kt, V, n, scale):
     B, H, D, _ = Kt.shape
-    out = torch.zeros(B, H, D, dtype=torch.float64)
-    for b in range(B):
-        cols = [j for j in range(n) if mask is None or bool(mask[b, j])]
-        for h in range(H):
-            s = [scale * float(q[b, h, 0].double() @ Kt[b, h, :, j].double()) for j in cols]
-            m = max(s)
-            w = [math.exp(x - m) for x in s]
-            z = sum(w)
-            for wj, j in zip(w, cols):
-                out[b, h] += wj / z * V[b, h, j].double()
-    return out
+    return torch.stack([torch.stack([softmax_attention(scale * q[b, h, 0], Kt[b, h, :, :n].T, V[b, h, :n])
+                                     for h in range(H)]) for b in range(B)])
 
 
 @needs_cc
-@pytest.mark.parametrize("B,H,D,width,n,padded", [(3, 2, 8, 10, 7, True), (5, 3, 17, 23, 23, False),
-                                                  (4, 1, 32, 40, 1, False), (6, 4, 5, 9, 6, True)])
-def test_kernel_equals_the_formula(B, H, D, width, n, padded):
-    g = torch.Generator().manual_seed(B * 100 + n)
-    q, Kt, V = (torch.randn(*s, generator=g) for s in ((B, H, 1, D), (B, H, D, width), (B, H, width, D)))
-    mask = None
-    if padded:  # left padding of a different length per row; the current column is always attended
-        mask = torch.ones(B, width + 3, dtype=torch.bool)
-        for b in range(B):
-            mask[b, :b % (n - 1 if n > 1 else 1)] = False
-    att = dk.DecodeAttention("c")
-    bias = None if mask is None else torch.zeros(mask.shape).masked_fill_(~mask, float("-inf"))[:, None, None, :n]
-    got = att(q, Kt, V, n, mask, bias, 0.3)
-    want = reference(q, Kt, V, n, mask, 0.3)
-    assert got.shape == (B, H, 1, D)
-    assert torch.allclose(got[:, :, 0].double(), want, atol=2e-6)
-    # the torch path (what mode "torch" and non-CPU tensors use) computes the same
-    assert torch.allclose(dk.torch_attention(q, Kt, V, n, bias, 0.3)[:, :, 0].double(), want, atol=2e-6)
+@pytest.mark.parametrize("G,group,H,D,wp,wr,n,padded,drop", [(2, 3, 2, 8, 5, 10, 7, True, False),
+                                                               (3, 2, 3, 17, 4, 23, 23, False, True),
+                                                               (1, 4, 1, 32, 1, 40, 1, False, False),
+                                                               (3, 1, 4, 5, 6, 9, 6, True, True)])
+def test_kernel_equals_the_formula(G, group, H, D, wp, wr, n, padded, drop):
+    g = torch.Generator().manual_seed(G * 100 + n)
+    C = G * group
+    k, v = torch.randn(G, H, wp, D, generator=g), torch.randn(G, H, wp, D, generator=g)
+    kv = dk.SharedPrefixKV.from_prefill(k, v, group, wr)
+    kv.kr.copy_(torch.randn(kv.kr.shape, generator=g))
+    kv.vr.copy_(torch.randn(kv.vr.shape, generator=g))
+    rows = torch.arange(C)[1::2] if drop else torch.arange(C)  # finished rows left the batch
+    q = torch.randn(len(rows), H, 1, D, generator=g)
+    pmask = None
+    if padded:  # left padding of a different length per prefix (at least one prompt column stays)
+        pmask = torch.ones(G, wp + 2, dtype=torch.bool)
+        for i in range(G):
+            pmask[i, :i % wp] = False
+    got = dk.DecodeAttention("c")(q, kv, n, pmask, 0.3, rows)
+    assert got.shape == (len(rows), H, 1, D)
+    for b, c in enumerate(rows.tolist()):
+        p = c // group
+        cols = [j for j in range(wp) if pmask is None or bool(pmask[p, j])]
+        for h in range(H):
+            keys = [k[p, h, j] for j in cols] + [kv.kr[c, h, :, j] for j in range(n)]
+            values = [v[p, h, j] for j in cols] + [kv.vr[c, h, j] for j in range(n)]
+            want = softmax_attention(0.3 * q[b, h, 0], keys, values)
+            assert torch.allclose(got[b, h, 0].double(), want, atol=2e-6)
+
+
+def test_the_torch_path_equals_the_formula():
+    g = torch.Generator().manual_seed(3)
+    q, Kt, V = torch.randn(3, 2, 1, 6, generator=g), torch.randn(3, 2, 6, 9, generator=g), torch.randn(3, 2, 9, 6,
+                                                                                                      generator=g)
+    got = dk.torch_attention(q, Kt, V, 7, None, 0.4)[:, :, 0].double()
+    assert torch.allclose(got, per_row_reference(q, Kt, V, 7, 0.4), atol=1e-6)
 
 
 @needs_cc
 def test_rows_split_over_threads_give_the_same_bits():
     g = torch.Generator().manual_seed(0)
-    q, Kt, V = torch.randn(9, 2, 1, 16, generator=g), torch.randn(9, 2, 16, 30, generator=g), torch.randn(9, 2, 30, 16,
-                                                                                                       generator=g)
+    kv = dk.SharedPrefixKV.from_prefill(torch.randn(3, 2, 4, 16, generator=g), torch.randn(3, 2, 4, 16, generator=g),
+                                        3, 30)
+    kv.kr.copy_(torch.randn(kv.kr.shape, generator=g))
+    kv.vr.copy_(torch.randn(kv.vr.shape, generator=g))
+    q, rows = torch.randn(7, 2, 1, 16, generator=g), torch.tensor([0, 1, 2, 4, 5, 7, 8])
     att = dk.DecodeAttention("c")
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = att(q, Kt, V, 21, None, None, 0.5)
+        one = att(q, kv, 21, None, 0.5, rows)
         torch.set_num_threads(3)
-        three = att(q, Kt, V, 21, None, None, 0.5)
+        three = att(q, kv, 21, None, 0.5, rows)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, three)
@@ -99,10 +117,7 @@ def test_modes_and_a_missing_compiler(monkeypatch, tmp_path, capsys):
             dk.kernel("c")
         assert dk.kernel("auto") is None  # falls back to torch, and says so
         assert "C kernel unavailable, using torch matmuls" in capsys.readouterr().err
-        att = dk.DecodeAttention("auto")
-        q, Kt, V = torch.randn(2, 1, 1, 4), torch.randn(2, 1, 4, 6), torch.randn(2, 1, 6, 4)
-        assert torch.allclose(att(q, Kt, V, 5, None, None, 1.0)[:, :, 0].double(), reference(q, Kt, V, 5, None, 1.0),
-                              atol=1e-6)
+        assert not dk.DecodeAttention("auto").applies(torch.zeros(1))  # so the decoder keeps a per-row cache
     finally:
         dk.kernel.cache_clear()
 

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -86,7 +87,7 @@ def build() -> Path:
 def _load(path: str):
     fn = ctypes.CDLL(path).decode_attention
     p, i = ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes = [p, p, p, p, p, p, i, i, i, i, i, i, ctypes.c_float]
+    fn.argtypes = [p, p, p, p, p, p, p, p, i, i, i, i, i, i, i, i, ctypes.c_float]
     fn.restype = None
     return fn
 
@@ -109,65 +110,82 @@ def kernel(mode: str = "auto"):
 
 
 def torch_attention(q, Kt, V, n: int, bias, scale: float) -> torch.Tensor:
-    """The reference: ``softmax(scale * q Kt[..., :n] + bias) V[:, :, :n]``; ``q (B, H, 1, D)``,
-    ``bias`` ``(B, 1, 1, n)`` (0 / -inf) or ``None``. Returns ``(B, H, 1, D)``."""
+    """Attention over a per-row cache: ``softmax(scale * q Kt[..., :n] + bias) V[:, :, :n]``; ``q (B, H, 1, D)``,
+    ``Kt (B, H, D, width)``, ``V (B, H, width, D)``, ``bias`` ``(B, 1, 1, n)`` (0 / -inf) or ``None``.
+    Returns ``(B, H, 1, D)``. The plain decode loop's path where the kernel does not apply."""
     scores = torch.matmul(q * scale, Kt[..., :n])
     if bias is not None:
         scores = scores + bias
     return torch.matmul(torch.softmax(scores, dim=-1), V[:, :, :n])
 
 
+@dataclass
+class SharedPrefixKV:
+    """One layer's KV cache in the kernel's layout: each prefix's keys / values once (``kp (G, H, D, wp)``
+    transposed, ``vp (G, H, wp, D)``), each cache row's generated ones (``kr (C, H, D, wr)``, ``vr (C, H,
+    wr, D)``); cache row ``c`` continues prefix ``c // group``."""
+
+    kp: torch.Tensor
+    vp: torch.Tensor
+    kr: torch.Tensor
+    vr: torch.Tensor
+    group: int
+
+    @classmethod
+    def from_prefill(cls, k: torch.Tensor, v: torch.Tensor, group: int, room: int) -> "SharedPrefixKV":
+        """From the prefill's ``(G, H, wp, D)`` keys / values, with room for ``room`` generated columns
+        per each of the ``G * group`` cache rows."""
+        G, H, wp, D = k.shape
+        return cls(k.transpose(2, 3).contiguous(), v.contiguous(), k.new_empty((G * group, H, D, room)),
+                   v.new_empty((G * group, H, room, D)), group)
+
+    def write(self, col: int, k: torch.Tensor, v: torch.Tensor, rows: torch.Tensor) -> None:
+        """Generated column ``col`` of cache rows ``rows``: ``k``, ``v`` ``(len(rows), H, D)``."""
+        self.kr[rows, :, :, col] = k
+        self.vr[rows, :, col] = v
+
+
 class DecodeAttention:
-    """Single-query attention for :class:`~ibtpo.rollout.hf_backend.PlainLlamaDecoder`: the C kernel where
-    it applies (:meth:`applies`: CPU float32 contiguous caches), else :func:`torch_attention`. With the
-    kernel a batch row reads its cache row through ``rows`` (so finished rows leave the batch without
-    copying the cache). With several torch threads the rows are split over as many threads (``ctypes``
-    releases the GIL during the call)."""
+    """Single-query attention for :class:`~ibtpo.rollout.hf_backend.PlainLlamaDecoder` on a
+    :class:`SharedPrefixKV` cache, by the C kernel (``None`` where :func:`kernel` gave none: then the
+    decoder keeps a per-row cache and :func:`torch_attention`). A batch row reads its cache row through
+    ``rows``, so finished rows leave the batch without copying the cache. With several torch threads the
+    rows are split over as many threads (``ctypes`` releases the GIL during the call)."""
 
     def __init__(self, mode: str = "auto"):
         self.fn = kernel(mode)
         self._pool: ThreadPoolExecutor | None = None
 
-    def applies(self, *tensors) -> bool:
-        return self.fn is not None and all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
-                                           for t in tensors)
+    def applies(self, t: torch.Tensor) -> bool:
+        """Whether the kernel serves a cache of ``t``'s device and dtype (CPU float32)."""
+        return self.fn is not None and t.device.type == "cpu" and t.dtype == torch.float32
 
-    def __call__(self, q, Kt, V, n: int, mask, bias, scale: float, rows=None) -> torch.Tensor:
-        """``q (B, H, 1, D)``; ``Kt (C, H, D, width)``, ``V (C, H, width, D)`` with ``n`` filled columns;
-        ``rows`` (B,) int64: the cache row of each batch row (the kernel only; ``None``: ``C == B``,
-        row b reads cache row b); ``mask (C, >= n)`` bool (True = attend) and ``bias`` its
-        ``(B, 1, 1, n)`` 0/-inf form, both ``None`` when every column is attended. Returns ``(B, H, 1, D)``."""
-        if not self.applies(Kt, V):
-            if rows is not None:
-                raise ValueError("decode attention: row indirection needs the C kernel (DecodeAttention.applies)")
-            return torch_attention(q, Kt, V, n, bias, scale)
-        B, H = q.shape[0], Kt.shape[1]
+    def __call__(self, q, kv: SharedPrefixKV, n: int, pmask, scale: float, rows: torch.Tensor) -> torch.Tensor:
+        """``q (B, H, 1, D)`` against the prompt columns and the first ``n`` generated columns of cache rows
+        ``rows`` (B,); ``pmask (G, >= wp)`` bool (True = attend) or ``None``. Returns ``(B, H, 1, D)``."""
+        B, H = q.shape[0], kv.kr.shape[1]
         q = q.reshape(B, H, -1).contiguous()
         out = torch.empty(q.shape, dtype=torch.float32)
-        mask = None if mask is None else mask.contiguous()
-        rows = None if rows is None else rows.to(torch.int64).contiguous()
+        pmask = None if pmask is None else pmask.contiguous()
+        rows = rows.to(torch.int64).contiguous()
         threads = min(torch.get_num_threads(), B)
         if threads <= 1:
-            self._run(q, Kt, V, mask, rows, out, 0, B, n, scale)
+            self._run(q, kv, n, pmask, rows, out, 0, B, scale)
         else:
             if self._pool is None or self._pool._max_workers != threads:
                 self._pool = ThreadPoolExecutor(threads)
             cuts = [B * i // threads for i in range(threads + 1)]
-            list(self._pool.map(lambda i: self._run(q, Kt, V, mask, rows, out, cuts[i], cuts[i + 1], n, scale),
+            list(self._pool.map(lambda i: self._run(q, kv, n, pmask, rows, out, cuts[i], cuts[i + 1], scale),
                                 range(threads)))
         return out[:, :, None, :]
 
-    def _run(self, q, Kt, V, mask, rows, out, lo: int, hi: int, n: int, scale: float) -> None:
-        """Batch rows ``lo:hi``: their q / out slices, and their cache rows (through ``rows``, or the same
-        offset into the cache)."""
+    def _run(self, q, kv: SharedPrefixKV, n: int, pmask, rows, out, lo: int, hi: int, scale: float) -> None:
+        """Batch rows ``lo:hi`` (their q / out / rows slices; the kernel finds their cache rows)."""
         if hi <= lo:
             return
-        C, H, D, width = Kt.shape
+        H, D, wp = kv.kp.shape[1:]
         f = 4  # bytes per float32; rows are int64 (8 bytes)
-        base = 0 if rows is not None else lo  # with rows, the kernel offsets the cache itself
-        self.fn(q.data_ptr() + lo * H * D * f, Kt.data_ptr() + base * H * D * width * f,
-                V.data_ptr() + base * H * width * D * f,
-                None if mask is None else mask.data_ptr() + base * mask.stride(0),
-                None if rows is None else rows.data_ptr() + lo * 8,
-                out.data_ptr() + lo * H * D * f, hi - lo, H, D, width, n,
-                0 if mask is None else mask.stride(0), scale)
+        self.fn(q.data_ptr() + lo * H * D * f, kv.kp.data_ptr(), kv.vp.data_ptr(),
+                None if pmask is None else pmask.data_ptr(), kv.kr.data_ptr(), kv.vr.data_ptr(),
+                rows.data_ptr() + lo * 8, out.data_ptr() + lo * H * D * f, hi - lo, H, D, wp, kv.kr.shape[3], n,
+                kv.group, 0 if pmask is None else pmask.stride(0), scale)

@@ -81,10 +81,21 @@ class PlainLlamaDecoder:
         self.base, self.lm_head = model.model, model.lm_head
         self.layers = list(self.base.layers[: model.config.num_hidden_layers])
 
+    def shares_prefixes(self, prefill: DynamicCache) -> bool:
+        """Whether this generate call uses the kernel's cache (:class:`~ibtpo.rollout.decode_kernel.SharedPrefixKV`:
+        each prefix's keys once, rows indexed), else the per-row ``[Kt, V]`` cache and torch matmuls."""
+        return self.attend.applies(prefill.layers[0].keys)
+
     def cache(self, prefill: DynamicCache, rows: int, width: int, room: int, n: int) -> list:
-        """Per layer ``[Kt, V]``: the keys transposed, ``(rows, heads, head_dim, width + room)``, and
-        the values, ``(rows, heads, width + room, head_dim)``, with the prefilled keys / values (each
-        prefix repeated ``n`` times) in the first ``width`` columns."""
+        """Per layer, with the kernel a :class:`~ibtpo.rollout.decode_kernel.SharedPrefixKV` (each prefix's
+        prefilled keys / values once, ``room`` generated columns per row); else ``[Kt, V]``: the keys
+        transposed, ``(rows, heads, head_dim, width + room)``, and the values, ``(rows, heads, width + room,
+        head_dim)``, with the prefilled keys / values (each prefix repeated ``n`` times) in the first
+        ``width`` columns."""
+        from .decode_kernel import SharedPrefixKV
+
+        if self.shares_prefixes(prefill):
+            return [SharedPrefixKV.from_prefill(layer.keys, layer.values, n, room) for layer in prefill.layers]
         out = []
         for layer in prefill.layers:
             k, v = layer.keys, layer.values
@@ -97,15 +108,17 @@ class PlainLlamaDecoder:
             out.append([kt, vb])
         return out
 
-    def step(self, tok: torch.Tensor, pos: torch.Tensor, kv: list, col: int, bias, mask=None,
+    def step(self, tok: torch.Tensor, pos: torch.Tensor, kv: list, width: int, step: int, bias=None, pmask=None,
              rows=None) -> torch.Tensor:
-        """Logits ``(B, V)`` after feeding ``tok`` (B,) at positions ``pos`` (B,) into column ``col``;
-        ``bias``: ``(B, 1, 1, col + 1)`` added to the attention scores (0 or -inf), or ``None``; ``mask``:
-        the same as a bool ``(cache rows, >= col + 1)`` (True = attend), for the C kernel; ``rows`` (B,):
-        the cache row of each batch row (the C kernel only; ``None``: the cache has the batch's rows)."""
+        """Logits ``(B, V)`` after feeding ``tok`` (B,) at positions ``pos`` (B,) as generated column ``step``
+        (cache column ``width + step`` of the per-row cache). Per-row cache: ``bias`` ``(B, 1, 1, width +
+        step + 1)`` added to the attention scores (0 or -inf), or ``None``. Kernel cache: ``rows`` (B,) the
+        cache row of each batch row, ``pmask`` ``(prefixes, width)`` bool (True = attend) or ``None``."""
+        from .decode_kernel import torch_attention
+
         h = self.base.embed_tokens(tok[:, None])
         cos, sin = self.base.rotary_emb(h, position_ids=pos[:, None])
-        for layer, (Kt, V) in zip(self.layers, kv):
+        for layer, kvl in zip(self.layers, kv):
             att = layer.self_attn
             residual = h
             x = layer.input_layernorm(h)
@@ -114,14 +127,16 @@ class PlainLlamaDecoder:
             k = att.k_proj(x).view(shape).transpose(1, 2)
             v = att.v_proj(x).view(shape).transpose(1, 2)
             q, k = self.rope(q, k, cos, sin)
-            if rows is None:
+            # attention of one query: the C kernel, else two small batched GEMMs (decode_kernel.py)
+            if rows is not None:
+                kvl.write(step, k[:, :, 0], v[:, :, 0], rows)
+                a = self.attend(q, kvl, step + 1, pmask, att.scaling, rows)
+            else:
+                Kt, V = kvl
+                col = width + step
                 Kt[..., col] = k[:, :, 0]
                 V[:, :, col] = v[:, :, 0]
-            else:
-                Kt[rows, :, :, col] = k[:, :, 0]
-                V[rows, :, col] = v[:, :, 0]
-            # attention of one query: the C kernel, else two small batched GEMMs (decode_kernel.py)
-            a = self.attend(q, Kt, V, col + 1, mask, bias, att.scaling, rows)
+                a = torch_attention(q, Kt, V, col + 1, bias, att.scaling)
             h = residual + att.o_proj(a.transpose(1, 2).reshape(x.shape[0], 1, -1))
             residual = h
             h = residual + layer.mlp(layer.post_attention_layernorm(h))
@@ -187,18 +202,23 @@ class HFBackend(GenerationBackend):
                              else params.max_new_tokens for i in range(total)], device=self.device)
         steps = int(caps.max())
         plain = plain_decoder(self.model, self.attention) if self.plain else None
+        prefix_mask = mask
         if n > 1:
             logits = logits.repeat_interleave(n, dim=0)
             mask = mask.repeat_interleave(n, dim=0)
             pos = pos.repeat_interleave(n, dim=0)
         if plain is not None:  # preallocated cache and mask: the prefix, then one column per step
+            # with the C kernel each prefix's keys are kept once and finished rows leave the batch but
+            # keep their cache rows (no cache copies); else a per-row cache with an additive padding bias
+            indirect = plain.shares_prefixes(cache)
             kv = plain.cache(cache, total, width, steps, n)
             del cache
-            mask = torch.cat([mask.bool(), mask.new_ones((total, steps), dtype=torch.bool)], dim=-1)
-            padded = not bool(mask[:, :width].all())
-            # with the C kernel, finished rows leave the batch but keep their cache rows (no cache copies)
-            indirect = plain.attend.applies(*kv[0])
-            bias = None if indirect else torch.zeros(mask.shape, device=self.device).masked_fill_(~mask, float("-inf"))
+            if indirect:
+                pmask = prefix_mask.bool() if not bool(prefix_mask.all()) else None
+            else:
+                mask = torch.cat([mask.bool(), mask.new_ones((total, steps), dtype=torch.bool)], dim=-1)
+                padded = not bool(mask[:, :width].all())
+                bias = torch.zeros(mask.shape, device=self.device).masked_fill_(~mask, float("-inf"))
         elif n > 1:
             cache.batch_repeat_interleave(n)
         next_pos = pos[:, -1] + 1
@@ -237,10 +257,9 @@ class HFBackend(GenerationBackend):
                 # the model runs on the live rows only (their cache rows through `rows`); the sampling
                 # batch keeps the finished rows until the next compaction (zero logits), so the random
                 # stream, hence every sample, is the one the other paths draw
-                col = width + step
                 sub = None if n_live == len(rows) else live.nonzero().squeeze(-1)
                 args = (tok, next_pos, rows) if sub is None else (tok[sub], next_pos[sub], rows[sub])
-                out = plain.step(args[0], args[1], kv, col, None, mask if padded else None, args[2])
+                out = plain.step(args[0], args[1], kv, width, step, pmask=pmask, rows=args[2])
                 if sub is None:
                     logits = out
                 else:
@@ -248,7 +267,7 @@ class HFBackend(GenerationBackend):
                     logits[sub] = out
             elif plain is not None:
                 col = width + step
-                logits = plain.step(tok, next_pos, kv, col, bias[:, None, None, :col + 1] if padded else None)
+                logits = plain.step(tok, next_pos, kv, width, step, bias[:, None, None, :col + 1] if padded else None)
             else:
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
                 out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
