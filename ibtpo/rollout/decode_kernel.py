@@ -5,8 +5,12 @@ Why: at query length 1 the attention of a decode step is, per (row, head), one s
 weighted sum over the cached keys / values. Through torch that is two batched matmuls of
 ``rows x heads`` tiny GEMMs plus a softmax; on the CPU the per-matrix overhead and the strided reads
 of a cache that does not fit the caches make it ~40% of a decode step on the tiny model. The kernel
-reads each key and value once, in one pass per (row, head) (measured: ~35-45% less time for the
-attention, DRAM-resident cache, 128 rows x 4 heads, 20-100 cached columns).
+reads each key and value once, in one pass per (row, head), prefetching the next row's block; the
+cache (:class:`SharedPrefixKV`) holds each prefix's prefilled keys / values once for all its samples,
+and finished rows stay in place (batch rows index cache rows). Measured on a generate call of the
+tiny model's ``trainer_vs_trl.py`` step (16 prefixes x 8 samples, 4 heads; interleaved A/B, same
+samples): the whole call ~20% faster with the kernel than with the torch matmuls; the kernel's own
+time 241 ms without prefetching, 130 ms with; the shared prefix another 2-5% of the call.
 
 Build: the source is compiled on first use with the system C compiler (``$CC``, else ``cc``) into
 ``$IBTPO_KERNEL_CACHE`` (default ``~/.cache/ibtpo/kernels``), one file per (source, flags, compiler,
@@ -15,8 +19,9 @@ CPU) hash, written atomically so parallel jobs can race. ``-march=native -ffast-
 not switch the process to flush-to-zero. No compiler, or a failed build, leaves the torch path
 (:func:`torch_attention`) with one warning; ``mode="c"`` makes that an error instead.
 
-Result: equal to :func:`torch_attention` up to float rounding (summation order and the vectorised
-``expf``; ~5e-7 absolute on the tiny model's outputs), tested in ``tests/test_decode_kernel.py``.
+Result: equal to the formula up to float rounding (summation order and the vectorised ``expf``;
+~5e-7 absolute on the tiny model's outputs), tested in ``tests/test_decode_kernel.py``; the HF backend
+draws the same samples with the kernel as with :func:`torch_attention`.
 """
 
 from __future__ import annotations

@@ -9,19 +9,21 @@ written into preallocated tensors and converted to lists once.
 
 Decoding: for a Llama-architecture model (:func:`plain_decoder`: ``LlamaForCausalLM`` with SDPA
 attention, default RoPE, one KV head per query head, no module hooks) the decode steps bypass the HF
-forward: a preallocated KV cache per layer (prefix width + the step budget; keys stored transposed;
-a step writes one column and attends to the filled slice), a padding mask instead of per-step 4D
-masks, no per-step cache objects, and the single query's attention as a small C kernel
-(:mod:`~ibtpo.rollout.decode_kernel`; where it cannot be built, or ``attention="torch"``, two small
-batched GEMMs: the CPU SDPA kernels cost ~2x that at query length 1); everything else calls the
-layers' own modules in ``LlamaModel.forward``'s order. With the kernel the model runs on the live rows
-only: a finished row leaves the compute batch at once and keeps its cache row (the kernel reads cache
-rows through an index), so the cache is never copied; the sampling batch is still compacted at
-``compact_at``, so every path draws the same random stream. The logits equal the HF loop's up to
-float rounding (the attention's summation order: log-probs within ~1e-6, the same samples in practice;
-measured: identical tokens on the tiny model). The prefill is the HF forward. Any other model decodes
-through the HF forward with a ``DynamicCache`` (forked with ``batch_repeat_interleave``, compacted with
-``batch_select_indices``); ``plain=False`` forces that path.
+forward: a preallocated KV cache per layer (keys stored transposed; a step writes one column and
+attends to the filled slice), a padding mask instead of per-step 4D masks, no per-step cache objects,
+and the single query's attention as a small C kernel (:mod:`~ibtpo.rollout.decode_kernel`); everything
+else calls the layers' own modules in ``LlamaModel.forward``'s order. With the kernel the cache keeps
+each prefix's prefilled keys / values once (read once for all its ``n`` samples) and each row's
+generated ones, and the model runs on the live rows only: a finished row leaves the compute batch at
+once and keeps its cache row (the kernel reads cache rows through an index), so the cache is never
+copied; the sampling batch is still compacted at ``compact_at``, so every path draws the same random
+stream. Where the kernel cannot be built, or with ``attention="torch"``, the cache is per row
+(prefix width + the step budget, the prefill repeated ``n`` times, compacted with the batch) and the
+attention two small batched GEMMs (the CPU SDPA kernels cost ~2x that at query length 1). The
+logits equal the HF loop's up to float rounding (the attention's summation order: log-probs within
+~1e-6, the same samples in practice; measured: identical tokens on the tiny model). The prefill is
+the HF forward. Any other model decodes through the HF forward with a ``DynamicCache`` (forked with
+``batch_repeat_interleave``, compacted with ``batch_select_indices``); ``plain=False`` forces that path.
 """
 
 from __future__ import annotations
