@@ -77,3 +77,22 @@ def test_plain_decode_loop_samples_what_the_hf_forward_samples(tok, tiny_model):
                 assert x.token_ids == y.token_ids and x.finish_reason == y.finish_reason
                 assert torch.allclose(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=1e-5)
                 assert torch.allclose(torch.tensor(x.entropies), torch.tensor(y.entropies), atol=1e-5)
+
+
+def test_plain_decoder_follows_in_place_weight_updates(tok):
+    """The backend keeps its decode loop (fused weights, RoPE table) across calls; after an optimizer
+    step on the model it samples what a fresh backend on the updated model samples."""
+    from ibtpo.model.tiny import build_tiny_llama
+
+    model = build_tiny_llama(tok, n_layer=2, d_model=32, n_head=2, d_mlp=64, max_positions=128, seed=3)
+    b = HFBackend(model, tok.pad_token_id)
+    prefixes = [tok("Compute 7*8.\n")["input_ids"], tok("Compute 12-5.\n")["input_ids"]]
+    params = SamplingParams(temperature=1.0, max_new_tokens=16)
+    before = b.generate(prefixes, 3, params, seed=4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5)  # an in-place update, as an optimizer step
+    after = b.generate(prefixes, 3, params, seed=4)
+    fresh = HFBackend(model, tok.pad_token_id).generate(prefixes, 3, params, seed=4)
+    assert [[c.logprobs for c in o] for o in after] == [[c.logprobs for c in o] for o in fresh]
+    assert [[c.logprobs for c in o] for o in after] != [[c.logprobs for c in o] for o in before]

@@ -74,14 +74,39 @@ class PlainLlamaDecoder:
     length of 1 (see the module docstring)."""
 
     def __init__(self, model, attention: str = "auto"):
-        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
         from .decode_kernel import DecodeAttention
 
-        self.rope = apply_rotary_pos_emb
         self.attend = DecodeAttention(attention)
         self.base, self.lm_head = model.model, model.lm_head
         self.layers = list(self.base.layers[: model.config.num_hidden_layers])
+        self.params = list(model.parameters())
+        self._fused_at = None  # the parameters' versions the fused weights were built from
+        self._rope = None
+
+    def fused(self) -> list:
+        """Per layer the q/k/v weights and the gate/up weights concatenated (one GEMM each, the same dot
+        products as the separate projections), rebuilt whenever a parameter changed (in place, which bumps
+        its version, as an optimizer step does, or by a new storage)."""
+        versions = tuple((p.data_ptr(), p._version) for p in self.params)
+        if self._fused_at != versions:
+            def cat(ms):
+                return (torch.cat([m.weight for m in ms]),
+                        None if ms[0].bias is None else torch.cat([m.bias for m in ms]))
+
+            self._fused = [(cat([la.self_attn.q_proj, la.self_attn.k_proj, la.self_attn.v_proj]),
+                            cat([la.mlp.gate_proj, la.mlp.up_proj])) for la in self.layers]
+            self._fused_at = versions
+        return self._fused
+
+    def rope_table(self, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``cos, sin`` ``(>= positions, head_dim)`` of the model's rotary embedding at positions 0, 1, ...
+        (the HF module's values: it multiplies each position by the inverse frequencies elementwise)."""
+        if self._rope is None or self._rope[0].shape[0] < positions:
+            ref = self.lm_head.weight
+            pos = torch.arange(positions, device=ref.device)[None]
+            cos, sin = self.base.rotary_emb(ref.new_empty(()), position_ids=pos)
+            self._rope = (cos[0], sin[0])
+        return self._rope
 
     def shares_prefixes(self, prefill: DynamicCache) -> bool:
         """Whether this generate call uses the kernel's cache (:class:`~ibtpo.rollout.decode_kernel.SharedPrefixKV`:
@@ -116,33 +141,41 @@ class PlainLlamaDecoder:
         (cache column ``width + step`` of the per-row cache). Per-row cache: ``bias`` ``(B, 1, 1, width +
         step + 1)`` added to the attention scores (0 or -inf), or ``None``. Kernel cache: ``rows`` (B,) the
         cache row of each batch row, ``pmask`` ``(prefixes, width)`` bool (True = attend) or ``None``."""
+        import torch.nn.functional as F
+
         from .decode_kernel import torch_attention
 
-        h = self.base.embed_tokens(tok[:, None])
-        cos, sin = self.base.rotary_emb(h, position_ids=pos[:, None])
-        for layer, kvl in zip(self.layers, kv):
+        h = self.base.embed_tokens(tok)  # (B, d)
+        B = h.shape[0]
+        cos_t, sin_t = self.rope_table(int(pos.max()) + 1)
+        cos, sin = cos_t[pos][:, None, None, :], sin_t[pos][:, None, None, :]  # broadcast over q/k and heads
+        for layer, kvl, ((w_qkv, b_qkv), (w_gu, b_gu)) in zip(self.layers, kv, self.fused()):
             att = layer.self_attn
             residual = h
             x = layer.input_layernorm(h)
-            shape = (x.shape[0], 1, -1, att.head_dim)
-            q = att.q_proj(x).view(shape).transpose(1, 2)
-            k = att.k_proj(x).view(shape).transpose(1, 2)
-            v = att.v_proj(x).view(shape).transpose(1, 2)
-            q, k = self.rope(q, k, cos, sin)
+            qkv = F.linear(x, w_qkv, b_qkv).view(B, 3, -1, att.head_dim)  # (B, q/k/v, heads, head_dim)
+            qk = qkv[:, :2] * cos + _rotate_half(qkv[:, :2]) * sin  # HF's apply_rotary_pos_emb on q and k
+            q, k, v = qk[:, 0, :, None], qk[:, 1], qkv[:, 2]
             # attention of one query: the C kernel, else two small batched GEMMs (decode_kernel.py)
             if rows is not None:
-                kvl.write(step, k[:, :, 0], v[:, :, 0], rows)
+                kvl.write(step, k, v, rows)
                 a = self.attend(q, kvl, step + 1, pmask, att.scaling, rows)
             else:
                 Kt, V = kvl
                 col = width + step
-                Kt[..., col] = k[:, :, 0]
-                V[:, :, col] = v[:, :, 0]
+                Kt[..., col] = k
+                V[:, :, col] = v
                 a = torch_attention(q, Kt, V, col + 1, bias, att.scaling)
-            h = residual + att.o_proj(a.transpose(1, 2).reshape(x.shape[0], 1, -1))
+            h = residual + att.o_proj(a.reshape(B, -1))
             residual = h
-            h = residual + layer.mlp(layer.post_attention_layernorm(h))
-        return self.lm_head(self.base.norm(h))[:, -1, :]
+            gate, up = F.linear(layer.post_attention_layernorm(h), w_gu, b_gu).chunk(2, dim=-1)
+            h = residual + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
+        return self.lm_head(self.base.norm(h))
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
 
 
 def plain_decoder(model, attention: str = "auto") -> PlainLlamaDecoder | None:
@@ -162,11 +195,23 @@ class HFBackend(GenerationBackend):
         self.model = model
         self.plain = plain  # the plain decode loop where it applies (False: always the HF forward)
         self.attention = attention  # the plain loop's decode attention: auto | c | torch (decode_kernel.py)
+        self._decoder = None  # (model, attention, PlainLlamaDecoder)
         self.compact_at = compact_at  # drop finished rows once at most this share of the batch is live
         self.pad_token_id = pad_token_id
         self.device = torch.device(device)
         self.stats = GenerationStats()
         self._cache_kw = cache_keyword(model)
+
+    def _plain_decoder(self) -> PlainLlamaDecoder | None:
+        """The plain decode loop for the current model (kept across calls: its fused weights and RoPE
+        table are rebuilt only when needed), or ``None``."""
+        from ..model.plain_llama import is_plain_llama
+
+        if not is_plain_llama(self.model):
+            return None
+        if self._decoder is None or self._decoder[0] is not self.model or self._decoder[1] != self.attention:
+            self._decoder = (self.model, self.attention, PlainLlamaDecoder(self.model, self.attention))
+        return self._decoder[2]
 
     def sync_weights(self, model) -> None:
         self.model = model
@@ -203,7 +248,7 @@ class HFBackend(GenerationBackend):
         caps = torch.tensor([min(params.max_new_tokens, max_new[i // n]) if max_new is not None
                              else params.max_new_tokens for i in range(total)], device=self.device)
         steps = int(caps.max())
-        plain = plain_decoder(self.model, self.attention) if self.plain else None
+        plain = self._plain_decoder() if self.plain else None
         prefix_mask = mask
         if n > 1:
             logits = logits.repeat_interleave(n, dim=0)
