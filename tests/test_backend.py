@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from ibtpo.rollout.backend import SamplingParams
@@ -59,19 +60,21 @@ def test_top_k_and_top_p_truncate():
     assert tok.item() == 0 and abs(lp.item() - torch.log(torch.tensor(0.5)).item()) < 1e-6
 
 
-def test_plain_decode_loop_samples_what_the_hf_forward_samples(tok, tiny_model):
-    """The plain Llama decode loop (preallocated cache) and the HF forward with a DynamicCache draw the
+@pytest.mark.parametrize("other", [{"plain": False}, {"attention": "torch"}], ids=["hf-forward", "torch-attention"])
+def test_plain_decode_loop_samples_what_the_other_paths_sample(tok, tiny_model, other):
+    """The plain Llama decode loop with the C attention kernel (shared-prefix cache, live rows only) and
+    the HF forward with a DynamicCache, or the plain loop with torch matmuls (per-row cache), draw the
     same tokens for a seed, with log-probs / entropies equal up to float rounding; padded prefixes,
-    several samples per prefix, per-prefix caps and compaction included."""
+    several samples per prefix, per-prefix caps, stop tokens and compaction included."""
     from ibtpo.rollout.hf_backend import plain_decoder
 
     assert plain_decoder(tiny_model) is not None
-    fast, hf = HFBackend(tiny_model, tok.pad_token_id), HFBackend(tiny_model, tok.pad_token_id, plain=False)
+    fast, slow = HFBackend(tiny_model, tok.pad_token_id), HFBackend(tiny_model, tok.pad_token_id, **other)
     prefixes = [tok(f"Compute {a}+{b}*3.\n")["input_ids"] for a, b in ((1, 2), (14, 7), (123, 45))]
-    params = SamplingParams(temperature=0.8, max_new_tokens=20, stop_token_ids=(tok.eos_token_id,))
+    params = SamplingParams(temperature=0.8, max_new_tokens=24, stop_token_ids=(tok.eos_token_id,))
     for seed in (0, 1):
-        a = fast.generate(prefixes, 4, params, seed=seed, max_new=[20, 9, 15])
-        b = hf.generate(prefixes, 4, params, seed=seed, max_new=[20, 9, 15])
+        a = fast.generate(prefixes, 4, params, seed=seed, max_new=[24, 9, 15])
+        b = slow.generate(prefixes, 4, params, seed=seed, max_new=[24, 9, 15])
         for xs, ys in zip(a, b):
             for x, y in zip(xs, ys):
                 assert x.token_ids == y.token_ids and x.finish_reason == y.finish_reason
