@@ -99,3 +99,19 @@ def test_plain_decoder_follows_in_place_weight_updates(tok):
     fresh = HFBackend(model, tok.pad_token_id).generate(prefixes, 3, params, seed=4)
     assert [[c.logprobs for c in o] for o in after] == [[c.logprobs for c in o] for o in fresh]
     assert [[c.logprobs for c in o] for o in after] != [[c.logprobs for c in o] for o in before]
+
+
+def test_unfused_projections_give_the_same_samples(tok, tiny_model):
+    """Off the CPU the decode loop runs the separate projections (no concatenated weight copy): the same
+    numbers as the fused GEMMs (forced here on the CPU)."""
+    params = SamplingParams(temperature=0.9, max_new_tokens=12)
+    prefixes = [tok("Compute 3+4.\n")["input_ids"], tok("Compute 10*2-7.\n")["input_ids"]]
+    fused = HFBackend(tiny_model, tok.pad_token_id)
+    unfused = HFBackend(tiny_model, tok.pad_token_id)
+    unfused._plain_decoder().fuse_weights = False
+    a, b = fused.generate(prefixes, 3, params, seed=2), unfused.generate(prefixes, 3, params, seed=2)
+    assert unfused._plain_decoder().fuse_weights is False
+    for xs, ys in zip(a, b):
+        for x, y in zip(xs, ys):
+            assert x.token_ids == y.token_ids
+            assert torch.allclose(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=1e-6)

@@ -80,21 +80,30 @@ class PlainLlamaDecoder:
         self.base, self.lm_head = model.model, model.lm_head
         self.layers = list(self.base.layers[: model.config.num_hidden_layers])
         self.params = list(model.parameters())
+        # one GEMM per fused projection on the CPU; elsewhere no second copy of the weights (projections)
+        self.fuse_weights = self.params[0].device.type == "cpu"
         self._fused_at = None  # the parameters' versions the fused weights were built from
         self._rope = None
 
-    def fused(self) -> list:
-        """Per layer the q/k/v weights and the gate/up weights concatenated (one GEMM each, the same dot
-        products as the separate projections), rebuilt whenever a parameter changed (in place, which bumps
-        its version, as an optimizer step does, or by a new storage)."""
+    def projections(self) -> list:
+        """Per layer ``(qkv, gate_up)``: ``x -> [q | k | v]`` and ``x -> [gate | up]``. On the CPU one GEMM
+        each, on the weights' rows concatenated (the same dot products as the separate projections),
+        rebuilt whenever a parameter changed (in place, which bumps its version, as an optimizer step
+        does, or by a new storage); elsewhere the separate projections concatenated (no second copy of
+        ~60% of a large model's weights in accelerator memory)."""
+        import torch.nn.functional as F
+
         versions = tuple((p.data_ptr(), p._version) for p in self.params)
         if self._fused_at != versions:
-            def cat(ms):
-                return (torch.cat([m.weight for m in ms]),
-                        None if ms[0].bias is None else torch.cat([m.bias for m in ms]))
+            def fuse(ms):
+                if not self.fuse_weights:
+                    return lambda x: torch.cat([m(x) for m in ms], dim=-1)
+                w = torch.cat([m.weight for m in ms])
+                b = None if ms[0].bias is None else torch.cat([m.bias for m in ms])
+                return lambda x: F.linear(x, w, b)
 
-            self._fused = [(cat([la.self_attn.q_proj, la.self_attn.k_proj, la.self_attn.v_proj]),
-                            cat([la.mlp.gate_proj, la.mlp.up_proj])) for la in self.layers]
+            self._fused = [(fuse([la.self_attn.q_proj, la.self_attn.k_proj, la.self_attn.v_proj]),
+                            fuse([la.mlp.gate_proj, la.mlp.up_proj])) for la in self.layers]
             self._fused_at = versions
         return self._fused
 
@@ -141,19 +150,17 @@ class PlainLlamaDecoder:
         (cache column ``width + step`` of the per-row cache). Per-row cache: ``bias`` ``(B, 1, 1, width +
         step + 1)`` added to the attention scores (0 or -inf), or ``None``. Kernel cache: ``rows`` (B,) the
         cache row of each batch row, ``pmask`` ``(prefixes, width)`` bool (True = attend) or ``None``."""
-        import torch.nn.functional as F
-
         from .decode_kernel import torch_attention
 
         h = self.base.embed_tokens(tok)  # (B, d)
         B = h.shape[0]
         cos_t, sin_t = self.rope_table(int(pos.max()) + 1)
         cos, sin = cos_t[pos][:, None, None, :], sin_t[pos][:, None, None, :]  # broadcast over q/k and heads
-        for layer, kvl, ((w_qkv, b_qkv), (w_gu, b_gu)) in zip(self.layers, kv, self.fused()):
+        for layer, kvl, (qkv_proj, gate_up_proj) in zip(self.layers, kv, self.projections()):
             att = layer.self_attn
             residual = h
             x = layer.input_layernorm(h)
-            qkv = F.linear(x, w_qkv, b_qkv).view(B, 3, -1, att.head_dim)  # (B, q/k/v, heads, head_dim)
+            qkv = qkv_proj(x).view(B, 3, -1, att.head_dim)  # (B, q/k/v, heads, head_dim)
             qk = qkv[:, :2] * cos + _rotate_half(qkv[:, :2]) * sin  # HF's apply_rotary_pos_emb on q and k
             q, k, v = qk[:, 0, :, None], qk[:, 1], qkv[:, 2]
             # attention of one query: the C kernel, else two small batched GEMMs (decode_kernel.py)
@@ -168,7 +175,7 @@ class PlainLlamaDecoder:
                 a = torch_attention(q, Kt, V, col + 1, bias, att.scaling)
             h = residual + att.o_proj(a.reshape(B, -1))
             residual = h
-            gate, up = F.linear(layer.post_attention_layernorm(h), w_gu, b_gu).chunk(2, dim=-1)
+            gate, up = gate_up_proj(layer.post_attention_layernorm(h)).chunk(2, dim=-1)
             h = residual + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
         return self.lm_head(self.base.norm(h))
 
