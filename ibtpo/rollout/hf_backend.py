@@ -82,40 +82,37 @@ class PlainLlamaDecoder:
         self.params = list(model.parameters())
         # one GEMM per fused projection on the CPU; elsewhere no second copy of the weights (projections)
         self.fuse_weights = self.params[0].device.type == "cpu"
-        self._fused_at = None  # the parameters' versions the fused weights were built from
-        self._rope = None
+        self._fused_at = None  # the parameters' versions the fused projections were built from (prepare)
+        self._fused: list = []  # per layer (qkv, gate_up): x -> [q | k | v], x -> [gate | up]
+        self._rope = None  # (cos, sin) by position (prepare)
 
-    def projections(self) -> list:
-        """Per layer ``(qkv, gate_up)``: ``x -> [q | k | v]`` and ``x -> [gate | up]``. On the CPU one GEMM
-        each, on the weights' rows concatenated (the same dot products as the separate projections),
-        rebuilt whenever a parameter changed (in place, which bumps its version, as an optimizer step
-        does, or by a new storage); elsewhere the separate projections concatenated (no second copy of
-        ~60% of a large model's weights in accelerator memory)."""
-        import torch.nn.functional as F
-
+    def prepare(self, positions: int) -> None:
+        """Before a generate call (not per step): the fused projections, rebuilt if a parameter changed
+        since the last call (in place, which bumps its version, as an optimizer step does, or by a new
+        storage), and a RoPE table covering ``positions``."""
         versions = tuple((p.data_ptr(), p._version) for p in self.params)
         if self._fused_at != versions:
-            def fuse(ms):
-                if not self.fuse_weights:
-                    return lambda x: torch.cat([m(x) for m in ms], dim=-1)
-                w = torch.cat([m.weight for m in ms])
-                b = None if ms[0].bias is None else torch.cat([m.bias for m in ms])
-                return lambda x: F.linear(x, w, b)
-
-            self._fused = [(fuse([la.self_attn.q_proj, la.self_attn.k_proj, la.self_attn.v_proj]),
-                            fuse([la.mlp.gate_proj, la.mlp.up_proj])) for la in self.layers]
+            self._fused = [(self._fuse([la.self_attn.q_proj, la.self_attn.k_proj, la.self_attn.v_proj]),
+                            self._fuse([la.mlp.gate_proj, la.mlp.up_proj])) for la in self.layers]
             self._fused_at = versions
-        return self._fused
-
-    def rope_table(self, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``cos, sin`` ``(>= positions, head_dim)`` of the model's rotary embedding at positions 0, 1, ...
-        (the HF module's values: it multiplies each position by the inverse frequencies elementwise)."""
         if self._rope is None or self._rope[0].shape[0] < positions:
             ref = self.lm_head.weight
             pos = torch.arange(positions, device=ref.device)[None]
+            # the HF module's values: it multiplies each position by the inverse frequencies elementwise
             cos, sin = self.base.rotary_emb(ref.new_empty(()), position_ids=pos)
             self._rope = (cos[0], sin[0])
-        return self._rope
+
+    def _fuse(self, modules):
+        """``x -> [m(x) for m in modules]`` concatenated: on the CPU one GEMM on the weights' rows
+        concatenated (the same dot products as the separate projections); elsewhere the separate
+        projections (no second copy of ~60% of a large model's weights in accelerator memory)."""
+        import torch.nn.functional as F
+
+        if not self.fuse_weights:
+            return lambda x: torch.cat([m(x) for m in modules], dim=-1)
+        w = torch.cat([m.weight for m in modules])
+        b = None if modules[0].bias is None else torch.cat([m.bias for m in modules])
+        return lambda x: F.linear(x, w, b)
 
     def shares_prefixes(self, prefill: DynamicCache) -> bool:
         """Whether this generate call uses the kernel's cache (:class:`~ibtpo.rollout.decode_kernel.SharedPrefixKV`:
@@ -147,16 +144,17 @@ class PlainLlamaDecoder:
     def step(self, tok: torch.Tensor, pos: torch.Tensor, kv: list, width: int, step: int, bias=None, pmask=None,
              rows=None) -> torch.Tensor:
         """Logits ``(B, V)`` after feeding ``tok`` (B,) at positions ``pos`` (B,) as generated column ``step``
-        (cache column ``width + step`` of the per-row cache). Per-row cache: ``bias`` ``(B, 1, 1, width +
-        step + 1)`` added to the attention scores (0 or -inf), or ``None``. Kernel cache: ``rows`` (B,) the
-        cache row of each batch row, ``pmask`` ``(prefixes, width)`` bool (True = attend) or ``None``."""
+        (after :meth:`prepare` for this call's positions; cache column ``width + step`` of the per-row
+        cache). Per-row cache: ``bias`` ``(B, 1, 1, width + step + 1)`` added to the attention scores (0 or
+        -inf), or ``None``. Kernel cache: ``rows`` (B,) the cache row of each batch row, ``pmask``
+        ``(prefixes, width)`` bool (True = attend) or ``None``."""
         from .decode_kernel import torch_attention
 
         h = self.base.embed_tokens(tok)  # (B, d)
         B = h.shape[0]
-        cos_t, sin_t = self.rope_table(int(pos.max()) + 1)
+        cos_t, sin_t = self._rope
         cos, sin = cos_t[pos][:, None, None, :], sin_t[pos][:, None, None, :]  # broadcast over q/k and heads
-        for layer, kvl, (qkv_proj, gate_up_proj) in zip(self.layers, kv, self.projections()):
+        for layer, kvl, (qkv_proj, gate_up_proj) in zip(self.layers, kv, self._fused):
             att = layer.self_attn
             residual = h
             x = layer.input_layernorm(h)
@@ -210,8 +208,8 @@ class HFBackend(GenerationBackend):
         self._cache_kw = cache_keyword(model)
 
     def _plain_decoder(self) -> PlainLlamaDecoder | None:
-        """The plain decode loop for the current model (kept across calls: its fused weights and RoPE
-        table are rebuilt only when needed), or ``None``."""
+        """The plain decode loop for the current model (kept across calls: its fused projections and RoPE
+        table are rebuilt only when needed, by :meth:`PlainLlamaDecoder.prepare`), or ``None``."""
         from ..model.plain_llama import is_plain_llama
 
         if not is_plain_llama(self.model):
@@ -264,10 +262,11 @@ class HFBackend(GenerationBackend):
         if plain is not None:  # preallocated cache and mask: the prefix, then one column per step
             # with the C kernel each prefix's keys are kept once and finished rows leave the batch but
             # keep their cache rows (no cache copies); else a per-row cache with an additive padding bias
-            indirect = plain.shares_prefixes(cache)
+            shared = plain.shares_prefixes(cache)
+            plain.prepare(int(pos.max()) + 1 + steps)
             kv = plain.cache(cache, total, width, steps, n)
             del cache
-            if indirect:
+            if shared:
                 pmask = prefix_mask.bool() if not bool(prefix_mask.all()) else None
             else:
                 mask = torch.cat([mask.bool(), mask.new_ones((total, steps), dtype=torch.bool)], dim=-1)
@@ -303,11 +302,11 @@ class HFBackend(GenerationBackend):
                 if plain is None:
                     mask = mask[keep]
                     cache.batch_select_indices(keep)
-                elif not indirect:
+                elif not shared:
                     kv = [[t[keep] for t in layer] for layer in kv]
                     mask, bias = mask[keep], bias[keep]
                     padded = not bool(mask[:, :width].all())
-            if plain is not None and indirect:
+            if plain is not None and shared:
                 # the model runs on the live rows only (their cache rows through `rows`); the sampling
                 # batch keeps the finished rows until the next compaction (zero logits), so the random
                 # stream, hence every sample, is the one the other paths draw
