@@ -9,6 +9,8 @@ rule build_base:
     threads: CFG["policy"].get("sft", {}).get("threads", THREADS)
     log:
         f"{R}/logs/build_base.log",
+    benchmark:
+        f"{R}/benchmarks/build_base.tsv",
     resources:
         **RES("build_base"),
     shell:
@@ -29,6 +31,8 @@ rule build_base_extra:
     threads: CFG["policy"].get("sft", {}).get("threads", THREADS)
     log:
         f"{R}/logs/build_base_{{i}}.log",
+    benchmark:
+        f"{R}/benchmarks/build_base_{{i}}.tsv",
     resources:
         **RES("build_base"),
     shell:

@@ -32,6 +32,8 @@ rule make_data:
         cfg=section("data", *(["data_dir"] if READS_DATA_DIR else [])),
     log:
         f"{R}/logs/make_data.log",
+    benchmark:
+        f"{R}/benchmarks/make_data.tsv",
     resources:
         **RES("make_data"),
     shell:

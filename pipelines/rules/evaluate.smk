@@ -13,6 +13,8 @@ rule evaluate_base:
     threads: THREADS
     log:
         f"{R}/logs/eval_base.log",
+    benchmark:
+        f"{R}/benchmarks/eval_base.tsv",
     resources:
         **RES("evaluate_base"),
     shell:
@@ -34,6 +36,8 @@ rule evaluate_base_extra:
     threads: THREADS
     log:
         f"{R}/logs/eval_base_{{i}}.log",
+    benchmark:
+        f"{R}/benchmarks/eval_base_{{i}}.tsv",
     resources:
         **RES("evaluate_base"),
     shell:
@@ -54,6 +58,8 @@ rule evaluate_base_aa:
     threads: THREADS
     log:
         f"{R}/logs/eval_base_evalseed1.log",
+    benchmark:
+        f"{R}/benchmarks/eval_base_evalseed1.tsv",
     resources:
         **RES("evaluate_base"),
     shell:
@@ -77,6 +83,8 @@ rule evaluate_external:
     threads: THREADS
     log:
         f"{R}/logs/eval_external_{{name}}.log",
+    benchmark:
+        f"{R}/benchmarks/eval_external_{{name}}.tsv",
     resources:
         **RES("evaluate_external"),
     shell:
@@ -97,6 +105,8 @@ rule evaluate:
     threads: THREADS
     log:
         f"{R}/logs/eval_{{method}}_seed{{seed}}_step{{step}}.log",
+    benchmark:
+        f"{R}/benchmarks/eval_{{method}}_seed{{seed}}_step{{step}}.tsv",
     resources:
         **RES("evaluate"),
     shell:

@@ -13,6 +13,8 @@ rule preflight:
     threads: THREADS
     log:
         f"{R}/logs/preflight.log",
+    benchmark:
+        f"{R}/benchmarks/preflight.tsv",
     resources:
         **RES("preflight"),
     shell:

@@ -13,6 +13,8 @@ rule probe_base:
     threads: THREADS
     log:
         f"{R}/logs/probe_base.log",
+    benchmark:
+        f"{R}/benchmarks/probe_base.tsv",
     resources:
         **RES("probe_base"),
     shell:
@@ -31,6 +33,8 @@ rule probe:
     threads: THREADS
     log:
         f"{R}/logs/probe_{{method}}_seed{{seed}}_step{{step}}.log",
+    benchmark:
+        f"{R}/benchmarks/probe_{{method}}_seed{{seed}}_step{{step}}.tsv",
     resources:
         **RES("probe"),
     shell:
@@ -49,6 +53,8 @@ rule probe_run_csv:
         steps=lambda w: " ".join(f"{s}={R}/probe/{w.method}/seed{w.seed}/step_{s}.json" for s in STEPS),
     log:
         f"{R}/logs/probe_csv_{{method}}_seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/probe_csv_{{method}}_seed{{seed}}.tsv",
     resources:
         **RES("probe_run_csv"),
     shell:

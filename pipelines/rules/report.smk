@@ -37,6 +37,8 @@ rule table1:
         cfg=TABLE_PARAMS,
     log:
         f"{R}/logs/table1.log",
+    benchmark:
+        f"{R}/benchmarks/table1.tsv",
     resources:
         **RES("table1"),
     shell:
@@ -64,6 +66,8 @@ rule table2:
         cfg=TABLE_PARAMS,
     log:
         f"{R}/logs/table2.log",
+    benchmark:
+        f"{R}/benchmarks/table2.tsv",
     resources:
         **RES("table2"),
     shell:
@@ -96,6 +100,8 @@ rule table3:
     threads: THREADS
     log:
         f"{R}/logs/table3.log",
+    benchmark:
+        f"{R}/benchmarks/table3.tsv",
     resources:
         **RES("table3"),
     shell:
@@ -149,6 +155,8 @@ rule figures:
                                                                       for b in BENCH] for n in EXTERNAL}}),
     log:
         f"{R}/logs/figures.log",
+    benchmark:
+        f"{R}/benchmarks/figures.tsv",
     resources:
         **RES("figures"),
     shell:
@@ -199,6 +207,8 @@ rule claims:
         manifest=lambda w: manifest("claims", claims_manifest()),
     log:
         f"{R}/logs/claims.log",
+    benchmark:
+        f"{R}/benchmarks/claims.tsv",
     resources:
         **RES("claims"),
     shell:

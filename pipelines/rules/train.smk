@@ -30,6 +30,8 @@ rule train:
     threads: THREADS
     log:
         f"{R}/logs/train_{{method}}_seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_{{method}}_seed{{seed}}.tsv",
     resources:
         **RES("train"),
     shell:
