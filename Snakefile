@@ -7,8 +7,8 @@ import re
 import sys
 from pathlib import Path
 
-from ibtpo.config import (ConfigError, check_resource_rules, checkpoint_steps, dag_config, load_config,
-                          rule_resources)
+from ibtpo.config import (ConfigError, all_seeds, check_resource_rules, checkpoint_steps, dag_config, load_config,
+                          probe_seeds, rule_resources, seeds_of)
 
 LAST_RUN = Path("results/last_run.json")  # the preset the DAG last planned (for a bare --report)
 try:
@@ -30,7 +30,9 @@ METHODS = CFG["methods"]                                           # Table 1 (de
 ABLATIONS = [m for m in CFG["ablations"] if m not in METHODS]      # Table 2 only (trained on request)
 ALL_METHODS = METHODS + ABLATIONS
 PROBE = "probe" in CFG
-SEEDS = CFG["seeds"]
+ALL_SEEDS = all_seeds(CFG)                                           # seeds, then method_seeds' extra ones
+SEEDS_OF = {m: seeds_of(CFG, m) for m in ALL_METHODS}              # a method's RL seeds (method_seeds)
+PROBE_SEEDS = {m: probe_seeds(CFG, m) for m in ALL_METHODS}        # the probed ones (those in `seeds`)
 STEPS = checkpoint_steps(CFG)
 FINAL = STEPS[-1]
 BENCH = CFG["evaluation"]["benchmarks"]
@@ -45,7 +47,7 @@ EXTERNAL = CFG.get("external", {})  # checkpoints trained elsewhere: rows of Tab
 
 
 def base_index(seed):
-    return SEEDS.index(int(seed)) % N_BASES
+    return ALL_SEEDS.index(int(seed)) % N_BASES
 
 # The resolved config every job reads; rewritten only when it changes (keeps reruns no-ops).
 Path(R).mkdir(parents=True, exist_ok=True)

@@ -26,10 +26,17 @@ class ConfigError(ValueError):
     pass
 
 
-def deep_merge(base: dict, over: dict) -> dict:
+# top-level mappings that a preset (``extends``) or an override replaces whole instead of merging into:
+# ``method_seeds: {}`` returns every method to ``seeds``, and naming one method drops the others' extras
+REPLACED_WHOLE = ("method_seeds",)
+
+
+def deep_merge(base: dict, over: dict, whole: tuple[str, ...] = ()) -> dict:
+    """``over`` merged into ``base``, mappings key by key; the keys in ``whole`` are replaced, not merged."""
     out = copy.deepcopy(base)
     for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        merge = isinstance(v, dict) and isinstance(out.get(k), dict) and k not in whole
+        out[k] = deep_merge(out[k], v) if merge else copy.deepcopy(v)
     return out
 
 
@@ -72,7 +79,7 @@ def resolve_extends(data: dict, origin: Path, depth: int = 0) -> dict:
     if not ppath.is_absolute() and (origin.parent / ppath).exists():
         ppath = origin.parent / ppath  # relative to the file that extends it
     base = resolve_extends(_read_yaml(ppath), ppath, depth + 1)
-    merged = deep_merge(base, {k: v for k, v in data.items() if k != "extends"})
+    merged = deep_merge(base, {k: v for k, v in data.items() if k != "extends"}, REPLACED_WHOLE)
     return merged
 
 
@@ -221,6 +228,9 @@ def _check_methods(cfg: dict) -> list[str]:
     load_plugins()
     problems = [f"{key}: unknown method {m!r}; defined in method_defs: {sorted(cfg['method_defs'])}"
                 for key in ("methods", "ablations") for m in cfg[key] if m not in cfg["method_defs"]]
+    trained = cfg["methods"] + cfg["ablations"]
+    problems += [f"method_seeds.{m}: {m!r} is not trained by this preset; allowed: methods and ablations {trained}"
+                 for m in cfg["method_seeds"] if m not in trained]
     for name, mdef in cfg["method_defs"].items():
         own = _resolve_ib(mdef, f"method_defs.{name}", ("sampler", "advantage"))
         problems += own or _check_components(mdef, f"method_defs.{name}", ("sampler", "advantage"))
@@ -302,8 +312,8 @@ def _check_policy(cfg: dict) -> list[str]:
     if k > 1 and pol["base"] != "build":
         problems.append(f"policy.base_models: {k} base models need policy.base 'build' (SFT seeds); "
                         f"{pol['base']!r} is one given model")
-    elif k > len(cfg["seeds"]):
-        problems.append(f"policy.base_models: {k} exceeds the number of seeds ({len(cfg['seeds'])}); "
+    elif k > len(all_seeds(cfg)):
+        problems.append(f"policy.base_models: {k} exceeds the number of seeds ({len(all_seeds(cfg))}); "
                         "RL seed j starts from base j mod k, so each base needs a seed")
     return problems
 
@@ -498,7 +508,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     p = _preset_path(path)
     data = resolve_extends(_read_yaml(p), p)
     if overrides:
-        data = deep_merge(data, coerce_overrides(overrides))
+        data = deep_merge(data, coerce_overrides(overrides), REPLACED_WHOLE)
     return validate(data, str(p))
 
 
@@ -520,5 +530,20 @@ def checkpoint_steps(cfg: dict) -> list[int]:
     return list(range(t["checkpoint_every"], t["steps"] + 1, t["checkpoint_every"]))
 
 
-def run_dir(cfg: dict, method: str, seed: int) -> Path:
-    return Path(cfg["results_dir"]) / cfg["preset"] / "runs" / method / f"seed{seed}"
+def seeds_of(cfg: dict, method: str) -> list[int]:
+    """The RL seeds a method is trained with: ``method_seeds[method]``, else ``seeds``."""
+    return list(cfg["method_seeds"].get(method, cfg["seeds"]))
+
+
+def all_seeds(cfg: dict) -> list[int]:
+    """Every RL seed of the preset: ``seeds``, then the other seeds of ``method_seeds`` in increasing
+    order. RL seed ``all_seeds[j]`` starts from base model ``j mod policy.base_models``, whichever method
+    runs it, so the runs of one seed share their base."""
+    extra = sorted({s for ss in cfg["method_seeds"].values() for s in ss} - set(cfg["seeds"]))
+    return list(cfg["seeds"]) + extra
+
+
+def probe_seeds(cfg: dict, method: str) -> list[int]:
+    """The seeds whose checkpoints are probed: the method's seeds that are in ``seeds`` (the extra seeds
+    of ``method_seeds`` buy power for the accuracy comparisons; the probe claims keep ``seeds``)."""
+    return [s for s in seeds_of(cfg, method) if s in cfg["seeds"]] or seeds_of(cfg, method)[:1]

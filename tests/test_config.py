@@ -71,6 +71,9 @@ def test_presets_validate():
     (("method_defs", "ibtpo", "sampler", "K"), 0, r"method_defs.ibtpo.sampler.K: must be an integer >= 1"),
     (("data", "benchmarks", "math500"), {"source": "jsonl", "path": "nowhere/test.jsonl"},
      r"data.benchmarks.math500.path: data file .*nowhere/test.jsonl not found"),
+    (("method_seeds",), {"randtree": [0, 1]}, r"method_seeds.randtree: 'randtree' is not trained by this preset"),
+    (("method_seeds",), {"grpo": []}, r"method_seeds.grpo: \[\] should be non-empty"),
+    (("report", "pairing"), "matched", r"report.pairing: 'matched' is not one of \['independent', 'seeds'\]"),
 ])
 def test_bad_configs_are_refused_with_the_key(tiny, path, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -119,3 +122,22 @@ def test_trainer_refuses_a_method_whose_sampler_and_advantage_disagree(tok, tmp_
         Trainer(model, tok, [{"id": "1", "problem": "1+1", "answer": "2"}], method,
                 TrainSettings.of(dict(steps=1, batch_problems=1, checkpoint_every=1)), SamplingParams(),
                 None, None, tmp_path)
+
+
+def test_method_seeds_replace_whole_and_name_the_runs_of_each_method(tmp_path):
+    from ibtpo.config import all_seeds, probe_seeds, seeds_of
+
+    tiny = load_config("tiny")
+    assert seeds_of(tiny, "grpo") == list(range(8)) and seeds_of(tiny, "treerl") == [0, 1, 2]
+    assert all_seeds(tiny) == list(range(8)) and probe_seeds(tiny, "grpo") == [0, 1, 2]
+    # a preset or an override replaces the mapping whole: naming one method drops the other's extra seeds
+    assert load_config("smoke")["method_seeds"] == {}
+    over = load_config("tiny", overrides={"method_seeds": {"ibtpo": [0, 1, 2, 3]}})
+    assert over["method_seeds"] == {"ibtpo": [0, 1, 2, 3]} and seeds_of(over, "grpo") == [0, 1, 2]
+    f = tmp_path / "p.yaml"
+    f.write_text("extends: tiny\nseeds: [4, 5]\nmethod_seeds: {grpo: [5, 1, 4]}\n")
+    cfg = load_config(f)
+    # all seeds: `seeds` first, then the extra ones in increasing order (RL seed j starts from base j mod k)
+    assert all_seeds(cfg) == [4, 5, 1] and seeds_of(cfg, "grpo") == [5, 1, 4] and probe_seeds(cfg, "grpo") == [5, 4]
+    f.write_text("extends: tiny\nseeds: [0]\nmethod_seeds: {grpo: [7]}\n")
+    assert probe_seeds(load_config(f), "grpo") == [7]  # no seed of `seeds`: its first seed is probed

@@ -33,8 +33,11 @@ def test_dry_run_plans_every_job_of_the_tiny_preset(workdir):
     out = r.stdout + r.stderr
     from ibtpo.config import load_config
 
+    from ibtpo.config import seeds_of
+
     cfg = load_config("tiny")
-    runs = len(cfg["methods"]) * len(cfg["seeds"])
+    runs = sum(len(seeds_of(cfg, m)) for m in cfg["methods"])  # method_seeds: more seeds where the variance is
+    assert runs > len(cfg["methods"]) * len(cfg["seeds"])
     n_ckpt = cfg["train"]["steps"] // cfg["train"]["checkpoint_every"]
     counts = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
@@ -48,20 +51,20 @@ def _job_counts(out: str) -> dict:
 
 
 def test_dry_run_default_target_probes_every_checkpoint_and_table2_trains_the_ablations(workdir):
-    from ibtpo.config import load_config
+    from ibtpo.config import load_config, seeds_of
 
     cfg = load_config("tiny")
     n_ckpt = cfg["train"]["steps"] // cfg["train"]["checkpoint_every"]
     r = snakemake(workdir, "-n", "--cores", "2")
     assert r.returncode == 0, r.stderr + r.stdout
     c = _job_counts(r.stdout + r.stderr)
-    runs = len(cfg["methods"]) * len(cfg["seeds"])
-    assert c["probe"] == runs * n_ckpt and c["probe_base"] == 1 and c["figures"] == c["claims"] == 1
+    probed = len(cfg["methods"]) * len(cfg["seeds"])  # method_seeds' extra seeds are evaluated, not probed
+    assert c["probe"] == probed * n_ckpt and c["probe_base"] == 1 and c["figures"] == c["claims"] == 1
     assert "table2" not in c  # ablations are beyond the default target's time budget
     r = snakemake(workdir, "-n", "--cores", "2", "results/table2.csv")
     assert r.returncode == 0, r.stderr + r.stdout
     c = _job_counts(r.stdout + r.stderr)
-    assert c["train"] == len(cfg["ablations"]) * len(cfg["seeds"]) and c["table2"] == 1
+    assert c["train"] == sum(len(seeds_of(cfg, m)) for m in cfg["ablations"]) and c["table2"] == 1
 
 
 def test_base_models_switch_trains_each_seed_from_its_own_base(workdir):
@@ -80,6 +83,36 @@ def test_base_models_switch_trains_each_seed_from_its_own_base(workdir):
     conf.write_text("extends: smoke\nseeds: [0]\npolicy:\n  base_models: 2\n")
     r = snakemake(workdir, "-n", "--cores", "2", "results/table1.csv", "--configfile", str(conf))
     assert r.returncode != 0 and "policy.base_models: 2 exceeds the number of seeds (1)" in r.stdout + r.stderr
+
+
+def test_method_seeds_train_extra_seeds_from_the_shared_bases_and_probe_only_seeds(workdir):
+    """method_seeds: grpo runs seeds 0-3, the others 0-1; seed 3 (all seeds: 0, 1, 3) starts from base
+    3rd-seed mod 2 = base 0 for every method that runs it; probes only for the seeds of `seeds`; the table
+    and claims manifests carry each method's seeds."""
+    conf = workdir / "ms.yaml"
+    conf.write_text("extends: smoke\nseeds: [0, 1]\nmethod_seeds: {grpo: [0, 1, 3]}\npolicy:\n  base_models: 2\n")
+    r = snakemake(workdir, "-n", "-p", "--cores", "2", "--configfile", str(conf))
+    assert r.returncode == 0, r.stderr + r.stdout
+    out = r.stdout + r.stderr
+    c = _job_counts(out)
+    from ibtpo.config import load_config
+
+    cfg = load_config(conf)
+    n_ckpt = cfg["train"]["steps"] // cfg["train"]["checkpoint_every"]
+    n_methods = len(cfg["methods"])
+    assert c["train"] == 2 * n_methods + 1 and c["evaluate"] == (2 * n_methods + 1) * n_ckpt
+    assert c["probe"] == 2 * n_methods * n_ckpt
+    assert "--method grpo --seed 3 --base results/smoke/base " in out
+    assert "--method grpo --seed 1 --base results/smoke/base_1 " in out
+    man = json.loads((workdir / "results" / "smoke" / "manifests" / "claims.json").read_text())
+    assert man["seeds"]["grpo"] == [0, 1, 3] and man["seeds"]["ibtpo"] == [0, 1]
+    assert len(man["rows"]["grpo"][cfg["evaluation"]["benchmarks"][0]]) == 3 and len(man["probes"]["grpo"]) == 2
+    t1 = json.loads((workdir / "results" / "smoke" / "manifests" / "table1.json").read_text())
+    assert t1["seeds"]["grpo"] == [0, 1, 3]
+    conf.write_text("extends: smoke\nmethod_seeds: {grpo_g12: [0, 1]}\n")
+    r = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(conf))
+    assert r.returncode != 0
+    assert "method_seeds.grpo_g12: 'grpo_g12' is not trained by this preset" in r.stdout + r.stderr
 
 
 def test_bad_config_fails_before_any_job(workdir):

@@ -10,7 +10,8 @@ import pytest
 import scipy.optimize
 import scipy.stats
 
-from ibtpo.analysis.claims import INCONCLUSIVE, NOT_MEASURED, NOT_SUPPORTED, SUPPORTED, combine, verdict
+from ibtpo.analysis.claims import (INCONCLUSIVE, NOT_MEASURED, NOT_SUPPORTED, SMALLER, SUPPORTED, SUPPORTED_SMALLER,
+                                   combine, verdict)
 from ibtpo.rollout.tree import Tree
 
 
@@ -26,6 +27,13 @@ from ibtpo.rollout.tree import Tree
     (1.40, 1.60, "within", {"bounds": (0.95, 1.05)}, NOT_SUPPORTED),
     (1.00, 1.20, "within", {"bounds": (0.95, 1.05)}, INCONCLUSIVE),
     (None, None, "greater", {}, NOT_MEASURED),
+    # with the paper's effect E = 2.9: an upper end below E rules the reported effect out
+    (-1.0, 2.0, "greater", {"reported": 2.9}, SMALLER),             # sign open, +2.9 excluded
+    (0.2, 2.6, "greater", {"reported": 2.9}, SUPPORTED_SMALLER),    # a real gain, smaller than the paper's
+    (0.2, 3.4, "greater", {"reported": 2.9}, SUPPORTED),            # consistent with the paper
+    (-1.0, 3.4, "greater", {"reported": 2.9}, INCONCLUSIVE),        # holds both 0 and +2.9
+    (-3.0, -0.2, "greater", {"reported": 2.9}, NOT_SUPPORTED),      # below 0: not supported says more
+    (-2.0, 0.8, "not_greater", {"margin": 1.0, "reported": 2.9}, SUPPORTED),  # only "greater" claims take E
 ])
 def test_verdict_rule(lo, hi, direction, kw, expected):
     assert verdict(lo, hi, direction, **kw) == expected
@@ -36,6 +44,14 @@ def test_verdict_combination_and_errors():
     assert combine([SUPPORTED, INCONCLUSIVE]) == INCONCLUSIVE
     assert combine([INCONCLUSIVE, NOT_SUPPORTED]) == NOT_SUPPORTED
     assert combine([SUPPORTED, NOT_MEASURED]) == NOT_MEASURED
+    # a comparison that rules the paper's effect out marks the claim, unless one is not supported
+    assert combine([SUPPORTED, SUPPORTED_SMALLER]) == SUPPORTED_SMALLER
+    assert combine([SUPPORTED, SMALLER]) == SMALLER
+    assert combine([INCONCLUSIVE, SUPPORTED_SMALLER]) == SMALLER
+    assert combine([SMALLER, SMALLER]) == SMALLER
+    assert combine([SUPPORTED_SMALLER, SUPPORTED_SMALLER]) == SUPPORTED_SMALLER
+    assert combine([SMALLER, NOT_SUPPORTED]) == NOT_SUPPORTED
+    assert combine([SMALLER, NOT_MEASURED]) == NOT_MEASURED
     with pytest.raises(ValueError, match="empty"):
         verdict(1.0, 0.0)
 

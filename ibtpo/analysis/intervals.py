@@ -79,6 +79,13 @@ problem group. The pairing removes the problem difficulty from the difference; w
 problem term is the problem × method interaction and the residuals of both sides (again counted once
 more in the seed terms: conservative).
 
+A paired difference: ``estimate_paired(groups_a, groups_b)``
+-----------------------------------------------------------
+When both methods ran the same seeds (run ``s`` of A and of B share the base model, the data order and
+the rollout seeds), the difference can be analysed seed by seed: the one-method rule on the cells
+``X^A − X^B``, seed group ``var_s(T^A_s − T^B_s)/S`` with ``S − 1`` df. It pays when the two runs of one
+seed are positively correlated and costs df when they are not (``report.pairing``; see its docstring).
+
 Minimum detectable effect
 -------------------------
 At power ``1 − β`` (80 %) and two-sided level α (5 %), given the observed variance::
@@ -235,8 +242,13 @@ def _effective_df(ratio: float, q: float, lo: float, hi: float) -> float:
     return math.exp(optimize.brentq(lambda x: _t(q, math.exp(x)) - ratio, math.log(lo), top, xtol=1e-10))
 
 
-def _finish(mean: float, seed_parts: dict[str, tuple[float, float]], prob: list[tuple[float, float]],
-            confidence: float, power: float, ok: bool, text: str, bounds, combine: str) -> Estimate:
+def from_terms(mean: float, seed_parts: dict[str, tuple[float, float]], prob: list[tuple[float, float]],
+               confidence: float = 0.95, power: float = POWER, ok: bool = True, text: str = "", bounds=None,
+               combine: str = "banerjee") -> Estimate:
+    """The interval and MDE from variance components: ``seed_parts`` = ``{name: (variance, df)}`` (the
+    seed group), ``prob`` = ``[(variance, df), ...]`` one part per benchmark (the problem group). Every
+    estimator below ends here, and so does the power planner (``ibtpo.analysis.power``) with the
+    components it predicts for a design: one rule for reports and plans."""
     if not 0 < confidence < 1 or not 0 < power < 1:
         raise ValueError("confidence and power must lie in (0, 1)")
     if combine not in ("banerjee", "welch"):
@@ -290,7 +302,7 @@ def estimate(groups, confidence: float = 0.95, seeded: bool = True, *, power: fl
     gs = _as_groups(groups)
     v, d, ok, text = _seed_term(gs, seeded, include_seed_term)
     prob = _problem_parts([g.mean(axis=0) for g in gs])
-    return _finish(point(gs), {"seed": (v, d)}, prob, confidence, power, ok, text, bounds, combine)
+    return from_terms(point(gs), {"seed": (v, d)}, prob, confidence, power, ok, text, bounds, combine)
 
 
 def estimate_diff(groups_a, groups_b, confidence: float = 0.95, seeded_a: bool = True, seeded_b: bool = True, *,
@@ -306,5 +318,36 @@ def estimate_diff(groups_a, groups_b, confidence: float = 0.95, seeded_a: bool =
     va, da, oka, ta = _seed_term(ga, seeded_a, include_seed_term)
     vb, db, okb, tb = _seed_term(gb, seeded_b, include_seed_term)
     prob = _problem_parts([xa.mean(axis=0) - xb.mean(axis=0) for xa, xb in zip(ga, gb)])
-    return _finish(point(ga) - point(gb), {"seed_a": (va, da), "seed_b": (vb, db)}, prob, confidence, power,
-                   oka and okb, f"A: {ta}; B: {tb}", bounds, combine)
+    return from_terms(point(ga) - point(gb), {"seed_a": (va, da), "seed_b": (vb, db)}, prob, confidence, power,
+                      oka and okb, f"A: {ta}; B: {tb}", bounds, combine)
+
+
+def estimate_paired(groups_a, groups_b, confidence: float = 0.95, *, power: float = POWER,
+                    bounds: tuple[float, float] | None = None, include_seed_term: bool = True,
+                    combine: str = "banerjee") -> Estimate:
+    """Interval and MDE of ``stat(A) − stat(B)`` with **seeds paired**: row ``s`` of A and row ``s`` of B are
+    runs with the same RL seed (same base model, data order and rollout seeds), so a seed effect they
+    share cancels. The cells of the difference ``D_b[s, p] = X^A_b[s, p] − X^B_b[s, p]`` are one seeded
+    method for :func:`estimate`::
+
+        v_seed = var_s(T^A_s − T^B_s) / S        df S − 1
+        v_prob = 1/m² · Σ_b var_p(c^A_b[p] − c^B_b[p]) / P_b   (the same problem term as estimate_diff)
+
+    Against :func:`estimate_diff` (``v_seed = var_s(T^A_s)/S + var_s(T^B_s)/S``, Welch df up to 2(S − 1))
+    it gains when the paired seed effects are positively correlated (``var(T^A − T^B) = σ_A² + σ_B² −
+    2ρσ_Aσ_B``) and loses df when they are not; ``report.pairing`` chooses, and the choice is the
+    calibration test's and the measured run's (README)."""
+    ga, gb = _as_groups(groups_a), _as_groups(groups_b)
+    if len(ga) != len(gb):
+        raise ValueError("both methods need the same benchmarks")
+    if ga[0].shape[0] != gb[0].shape[0]:
+        raise ValueError(f"paired seeds need the same number of runs on both sides ({ga[0].shape[0]} vs "
+                         f"{gb[0].shape[0]})")
+    for xa, xb in zip(ga, gb):
+        if xa.shape[1] != xb.shape[1]:
+            raise ValueError("paired difference needs the same problems for both methods")
+    diff = [xa - xb for xa, xb in zip(ga, gb)]
+    v, d, ok, text = _seed_term(diff, True, include_seed_term)
+    prob = _problem_parts([x.mean(axis=0) for x in diff])
+    return from_terms(point(ga) - point(gb), {"seed": (v, d)}, prob, confidence, power, ok,
+                      text.replace("estimated", "paired"), bounds, combine)

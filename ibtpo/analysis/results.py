@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .intervals import estimate, estimate_diff
+from .intervals import estimate, estimate_diff, estimate_paired
 
 
 def load_cells(files: list[str | Path]) -> np.ndarray:
@@ -44,11 +44,14 @@ def load_cells(files: list[str | Path]) -> np.ndarray:
 
 def method_table(rows: dict[str, dict[str, list]], benchmarks: list[str], labels: dict[str, str],
                  diffs: list[tuple[str, str]] = (), confidence: float = 0.95,
-                 unseeded: tuple[str, ...] = ("base",)) -> pd.DataFrame:
+                 unseeded: tuple[str, ...] = ("base",), seeds: dict[str, list[int]] | None = None,
+                 pairing: str = "independent") -> pd.DataFrame:
     """``rows[method][benchmark]`` = result files of the method's seeds (same seed order per benchmark).
 
     ``unseeded``: methods whose rows are not seeds (one base model; with ``policy.base_models > 1`` the
-    base row's files are the k base models, which are seeds).
+    base row's files are the k base models, which are seeds). ``seeds``: each method's RL seeds in the
+    order of its files; with ``pairing="seeds"`` a difference of two trained methods with the same seeds
+    pairs them (``estimate_paired``), else the seeds are independent (``estimate_diff``).
     """
     cells = {m: {b: load_cells(per[b]) for b in benchmarks} for m, per in rows.items()}
     records = []
@@ -69,10 +72,14 @@ def method_table(rows: dict[str, dict[str, list]], benchmarks: list[str], labels
             continue
         rec = {"method": f"{a}-{b}", "label": f"{labels.get(a, a)} − {labels.get(b, b)}", "kind": "difference",
                "n_seeds": min(cells[a][benchmarks[0]].shape[0], cells[b][benchmarks[0]].shape[0])}
+        paired = (pairing == "seeds" and a not in unseeded and b not in unseeded and seeds is not None
+                  and seeds.get(a) is not None and seeds.get(a) == seeds.get(b) and len(seeds[a]) > 1)
         for name in benchmarks + ["Avg"]:
             bs = [name] if name != "Avg" else benchmarks
-            ci = estimate_diff([cells[a][x] for x in bs], [cells[b][x] for x in bs], confidence,
-                               seeded_a=a not in unseeded, seeded_b=b not in unseeded, bounds=(-1.0, 1.0)).scale(100)
+            ga, gb = [cells[a][x] for x in bs], [cells[b][x] for x in bs]
+            ci = (estimate_paired(ga, gb, confidence, bounds=(-1.0, 1.0)) if paired else
+                  estimate_diff(ga, gb, confidence, seeded_a=a not in unseeded, seeded_b=b not in unseeded,
+                                bounds=(-1.0, 1.0))).scale(100)
             rec |= {name: round(ci.mean, 2), f"{name}_std": None,
                     f"{name}_lo": round(ci.lo, 2), f"{name}_hi": round(ci.hi, 2), f"{name}_mde": round(ci.mde, 2)}
         records.append(rec)

@@ -51,15 +51,18 @@ def accuracy(eval_files: list[str | Path]) -> float:
 
 
 def dynamics(runs: dict, base_eval: list, base_probe: str | Path, labels: dict[str, str]) -> pd.DataFrame:
-    """``runs[method][seed] = {"metrics": path, "steps": {step: {"eval": [files], "probe": path}}}``."""
-    base = {"accuracy": accuracy(base_eval), **json.loads(Path(base_probe).read_text())["summary"]}
+    """``runs[method][seed] = {"metrics": path, "steps": {step: {"eval": [files], "probe": path}}}``
+    (``probe`` absent for seeds that are not probed: ``method_seeds``' extra seeds)."""
+    base_acc, base_probe = accuracy(base_eval), json.loads(Path(base_probe).read_text())["summary"]
     rows = []
     for m, seeds in runs.items():
         for s, run in seeds.items():
             met = read_metrics(run["metrics"]).set_index("step")
-            rows.append({"method": m, "label": labels.get(m, m), "seed": int(s), "step": 0, "cum_tokens": 0, **base})
-            for step, files in sorted(run["steps"].items()):
-                probe = json.loads(Path(files["probe"]).read_text())["summary"]
+            probed = all("probe" in f for f in run["steps"].values())
+            rows.append({"method": m, "label": labels.get(m, m), "seed": int(s), "step": 0, "cum_tokens": 0,
+                         "accuracy": base_acc, **(base_probe if probed else {})})
+            for step, files in sorted(run["steps"].items()):  # a seed that is not probed: NaN probe panels
+                probe = json.loads(Path(files["probe"]).read_text())["summary"] if "probe" in files else {}
                 rows.append({"method": m, "label": labels.get(m, m), "seed": int(s), "step": int(step),
                              "cum_tokens": int(met.loc[int(step), "cum_gen_tokens"]),
                              "accuracy": accuracy(files["eval"]), **probe})
@@ -71,6 +74,7 @@ def dynamics(runs: dict, base_eval: list, base_probe: str | Path, labels: dict[s
 
 def _band_plot(ax, df: pd.DataFrame, x: str, y: str, label_of: dict) -> None:
     for i, (m, g) in enumerate(df.groupby("method", sort=False)):
+        g = g.dropna(subset=[y])  # probe panels: the probed seeds only
         agg = g.groupby("step").agg(x=(x, "mean"), mean=(y, "mean"), lo=(y, "min"), hi=(y, "max")).sort_values("x")
         color = f"C{i}"
         ax.plot(agg["x"], agg["mean"], marker="o", ms=3, color=color, label=f"{label_of[m]} (n={g['seed'].nunique()})")

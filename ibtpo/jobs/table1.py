@@ -32,7 +32,8 @@ def labels(cfg: dict) -> dict[str, str]:
             **{n: e.get("label", n) for n, e in cfg.get("external", {}).items()}}
 
 
-def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1") -> pd.DataFrame:
+def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1", seeds: dict | None = None) -> pd.DataFrame:
+    """``rows[method][benchmark]``: evaluation files, one per seed in the order of ``seeds[method]``."""
     benchmarks = cfg["evaluation"]["benchmarks"]
     rep = cfg["report"]
     diffs = [("ibtpo", "grpo")] + ([(m, "grpo") for m in rows if m not in ("grpo", "ibtpo", "base")]
@@ -40,7 +41,8 @@ def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1") -> pd.Da
     base_seeded = cfg.get("policy", {}).get("base_models", 1) > 1
     external = [n for n in cfg.get("external", {}) if n in rows]  # one evaluation each: no seed term
     df = method_table(rows, benchmarks, labels(cfg), diffs=diffs, confidence=rep["confidence"],
-                      unseeded=(() if base_seeded else ("base",)) + tuple(external))
+                      unseeded=(() if base_seeded else ("base",)) + tuple(external), seeds=seeds,
+                      pairing=rep.get("pairing", "independent"))
     if external:
         df.loc[df["method"].isin(external), "kind"] = "external"  # shown, never bold: not trained here
     if rep.get("paper_dir") and rep.get("paper_columns"):
@@ -56,8 +58,10 @@ def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1") -> pd.Da
     name = "Table 1" if which == "table1" else "Table 2 (ablations)"
     title = (f"{name} ({cfg['preset']} preset): avg@{ev['k']} (%) at the final checkpoint "
              f"(step {cfg['train']['steps']})")
+    seeds_how = ("each method's seeds independent, or paired seed by seed where both methods ran the same seeds "
+                 "(report.pairing: seeds)" if rep.get("pairing") == "seeds" else "each method's seeds independent")
     notes = (f"Cells: mean ± sample std over seeds [CI]. {scheme_text(rep['confidence'])} Difference rows: paired by "
-             "problem, each method's seeds independent; (MDE) = minimum detectable effect. Avg: per seed the mean over "
+             f"problem, {seeds_how}; (MDE) = minimum detectable effect. Avg: per seed the mean over "
              "benchmarks. Bold: best method per column. " + answer_text(ev["answer"]))
     if external:
         notes += (" External checkpoints (" + ", ".join(labels(cfg)[n] for n in external) + "): evaluated once "
@@ -69,7 +73,8 @@ def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1") -> pd.Da
 
 def add_arguments(p) -> None:
     p.add_argument("--rows", required=True,
-                   help='JSON manifest {method: {benchmark: [evaluation file per seed]}} ("base": one per base model)')
+                   help='JSON manifest {"rows": {method: {benchmark: [evaluation file per seed]}}, "seeds": {method: '
+                        '[seed, ...]}} ("base": one file per base model); a bare rows mapping is read as rows')
     p.add_argument("--out", required=True, help="output stem: writes <out>.csv, <out>.md and <out>.tex")
     p.add_argument("--table", default="table1", choices=sorted(PAPER_FILES),
                    help="which table: its title, difference rows and paper file (default %(default)s)")
@@ -78,6 +83,8 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     from . import job_config, read_json
 
-    run(job_config(args, quiet_transformers=False), read_json(args.rows), args.out, args.table)
+    man = read_json(args.rows)
+    rows, seeds = (man["rows"], man.get("seeds")) if "rows" in man else (man, None)
+    run(job_config(args, quiet_transformers=False), rows, args.out, args.table, seeds)
     print(Path(args.out).with_suffix(".md").read_text())
     return 0

@@ -118,7 +118,7 @@ rule evaluate_all:
     """Every checkpoint (not only the final one) of every run."""
     input:
         expand(f"{R}/eval/{{base}}/step_0/{{b}}.json", base=BASE_EVALS, b=BENCH),
-        expand(f"{R}/eval/{{method}}/seed{{seed}}/step_{{step}}/{{b}}.json",
-               method=METHODS, seed=SEEDS, step=STEPS, b=BENCH),
+        [f"{R}/eval/{m}/seed{s}/step_{st}/{b}.json" for m in METHODS for s in SEEDS_OF[m] for st in STEPS
+         for b in BENCH],
     output:
         touch(f"{R}/eval/.all_checkpoints_done"),

@@ -11,7 +11,7 @@ def final_rows(methods, with_base=True):
     if with_base:  # checkpoints trained elsewhere sit next to the base model
         rows.update({n: {b: [f"{R}/eval/external/{n}/step_0/{b}.json"] for b in BENCH} for n in EXTERNAL})
     for m in methods:
-        rows[m] = {b: [f"{R}/eval/{m}/seed{s}/step_{FINAL}/{b}.json" for s in SEEDS] for b in BENCH}
+        rows[m] = {b: [f"{R}/eval/{m}/seed{s}/step_{FINAL}/{b}.json" for s in SEEDS_OF[m]] for b in BENCH}
     return rows
 
 
@@ -30,7 +30,7 @@ rule table1:
     input:
         all_evals=f"{R}/eval/.all_checkpoints_done",
         files=files_of(final_rows(METHODS)),
-        rows=manifest("table1", final_rows(METHODS)),
+        rows=manifest("table1", {"rows": final_rows(METHODS), "seeds": {m: SEEDS_OF[m] for m in METHODS}}),
     output:
         **table_outputs("table1"),
     params:
@@ -49,7 +49,8 @@ rule table1:
 def table2_rows(wildcards):
     if not CFG["ablations"]:
         raise WorkflowError("table2: the preset defines no `ablations` (Table 2 methods)")
-    return manifest("table2", final_rows(CFG["ablations"], with_base=False))
+    return manifest("table2", {"rows": final_rows(CFG["ablations"], with_base=False),
+                               "seeds": {m: SEEDS_OF[m] for m in CFG["ablations"]}})
 
 
 rule table2:
@@ -57,8 +58,8 @@ rule table2:
     random tree + IB adv., EPTree + IB adv., full IB-TPO."""
     input:
         files=files_of(final_rows(CFG["ablations"], with_base=False)),
-        evals=expand(f"{R}/eval/{{method}}/seed{{seed}}/step_{{step}}/{{b}}.json",
-                     method=CFG["ablations"], seed=SEEDS, step=STEPS, b=BENCH),
+        evals=[f"{R}/eval/{m}/seed{s}/step_{st}/{b}.json" for m in CFG["ablations"] for s in SEEDS_OF[m]
+               for st in STEPS for b in BENCH],
         rows=table2_rows,
     output:
         **table_outputs("table2"),
@@ -87,7 +88,7 @@ rule table3:
     the same problems, with the base model and a trained checkpoint (final step, first seed)."""
     input:
         base=[BASE] if BUILD_BASE else [],
-        marker=f"{R}/runs/{TABLE3_METHOD}/seed{SEEDS[0]}/checkpoints/step_{FINAL}.json",
+        marker=f"{R}/runs/{TABLE3_METHOD}/seed{PROBE_SEEDS[TABLE3_METHOD][0]}/checkpoints/step_{FINAL}.json",
         bench=f"{R}/data/bench/{TABLE3_BENCH}.jsonl",
     output:
         csv=report("results/table3.csv", caption=f"{REPORT}/table3.rst", category="Tables"),
@@ -111,10 +112,15 @@ rule table3:
 
 
 def figure_runs(methods):
+    """Per method and seed: metrics.jsonl and every checkpoint's evaluation files, and its probe files
+    where the seed is probed (PROBE_SEEDS)."""
+    def step_files(m, s, st):
+        probe = {"probe": f"{R}/probe/{m}/seed{s}/step_{st}.json"} if s in PROBE_SEEDS[m] else {}
+        return {"eval": [f"{R}/eval/{m}/seed{s}/step_{st}/{b}.json" for b in BENCH], **probe}
+
     return {m: {s: {"metrics": f"{R}/runs/{m}/seed{s}/metrics.jsonl",
-                    "steps": {st: {"eval": [f"{R}/eval/{m}/seed{s}/step_{st}/{b}.json" for b in BENCH],
-                                   "probe": f"{R}/probe/{m}/seed{s}/step_{st}.json"} for st in STEPS}}
-                for s in SEEDS} for m in methods}
+                    "steps": {st: step_files(m, s, st) for st in STEPS}}
+                for s in SEEDS_OF[m]} for m in methods}
 
 
 def figure_inputs(methods):
@@ -125,8 +131,8 @@ def figure_inputs(methods):
         for s, r in seeds.items():
             files.append(f"{R}/runs/{m}/seed{s}/checkpoints/step_{FINAL}.json")  # metrics.jsonl is complete
             for st in r["steps"].values():
-                files += st["eval"] + [st["probe"]]
-    return files + expand(f"{R}/probe/{{m}}/seed{{s}}.csv", m=methods, s=SEEDS)
+                files += st["eval"] + ([st["probe"]] if "probe" in st else [])
+    return files + [f"{R}/probe/{m}/seed{s}.csv" for m in methods for s in PROBE_SEEDS[m]]
 
 
 FIG_METHODS = ALL_METHODS if CFG["run_ablations"] else METHODS
@@ -170,7 +176,7 @@ def claims_curves(methods):
     return {m: {s: {"metrics": f"{R}/runs/{m}/seed{s}/metrics.jsonl",
                     "base": {b: f"{R}/eval/{BASE_EVALS[base_index(s)]}/step_0/{b}.json" for b in BENCH},
                     "steps": {st: {b: f"{R}/eval/{m}/seed{s}/step_{st}/{b}.json" for b in BENCH} for st in STEPS}}
-                for s in SEEDS} for m in methods}
+                for s in SEEDS_OF[m]} for m in methods}
 
 
 def claims_manifest():
@@ -179,7 +185,8 @@ def claims_manifest():
             "base": final_rows([])["base"], "base_seeded": N_BASES > 1,
             "base_aa": {b: [f"{R}/eval/base_evalseed1/step_0/{b}.json"] for b in BENCH},
             "curves": claims_curves(methods),
-            "probes": {m: [f"{R}/probe/{m}/seed{s}/step_{FINAL}.json" for s in SEEDS] for m in methods},
+            "seeds": {m: SEEDS_OF[m] for m in methods},
+            "probes": {m: [f"{R}/probe/{m}/seed{s}/step_{FINAL}.json" for s in PROBE_SEEDS[m]] for m in methods},
             "table3_details": f"{R}/table3_problems.json", "trained_label": TABLE3_LABEL,
             "figures": {n: f"{PRESET}/figures/{n}.png" for n in ("dynamics_step", "dynamics_tokens")},
             "dynamics": f"{R}/figures/dynamics.csv"}
@@ -192,7 +199,7 @@ rule claims:
         aa=expand(f"{R}/eval/base_evalseed1/step_0/{{b}}.json", b=BENCH),
         curves=[f for seeds in claims_curves(FIG_METHODS).values() for r in seeds.values()
                 for st in r["steps"].values() for f in st.values()],
-        markers=expand(f"{R}/runs/{{m}}/seed{{s}}/checkpoints/step_{FINAL}.json", m=FIG_METHODS, s=SEEDS),
+        markers=[f"{R}/runs/{m}/seed{s}/checkpoints/step_{FINAL}.json" for m in FIG_METHODS for s in SEEDS_OF[m]],
         probes=[f for fs in claims_manifest()["probes"].values() for f in fs],
         table3=f"{R}/table3_problems.json",
         tables=["results/table1.csv"] + (["results/table2.csv"] if CFG["run_ablations"] and ABLATIONS else []),
