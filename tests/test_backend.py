@@ -115,3 +115,32 @@ def test_unfused_projections_give_the_same_samples(tok, tiny_model):
         for x, y in zip(xs, ys):
             assert x.token_ids == y.token_ids
             assert torch.allclose(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_half_precision_models_decode_through_the_plain_loop(tok, tiny_model, dtype):
+    """A bf16 / fp16 model samples through the plain decode loop (per-row cache: the attention bias and
+    softmax had promoted the scores to float32 and crashed with padded prefixes) what the HF loop samples
+    for a seed: padded prefixes, several samples each, per-prefix caps, stop tokens and compaction; the
+    log-probs agree within half-precision rounding, and the plain loop's match a full forward of the
+    same model (computed here, float32 softmax of its logits)."""
+    import copy
+
+    model = copy.deepcopy(tiny_model).to(dtype)
+    fast, slow = HFBackend(model, tok.pad_token_id), HFBackend(model, tok.pad_token_id, plain=False)
+    prefixes = [tok(f"Compute {a}+{b}*3.\n")["input_ids"] for a, b in ((1, 2), (14, 7), (123, 45))]
+    params = SamplingParams(temperature=0.8, max_new_tokens=24, stop_token_ids=(tok.eos_token_id,))
+    tol = 1e-2 if dtype == torch.bfloat16 else 2e-3  # bf16 keeps 8 bits of mantissa, fp16 11
+    for seed in (0, 1):
+        a = fast.generate(prefixes, 4, params, seed=seed, max_new=[24, 9, 15])
+        b = slow.generate(prefixes, 4, params, seed=seed, max_new=[24, 9, 15])
+        assert {len(x.token_ids) for xs in a for x in xs} != {24}  # caps and compaction were exercised
+        for p, xs, ys in zip(prefixes, a, b):
+            for x, y in zip(xs, ys):
+                assert x.token_ids == y.token_ids and x.finish_reason == y.finish_reason
+                assert torch.allclose(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=tol)
+                with torch.no_grad():
+                    lp = torch.log_softmax(model(torch.tensor([p + x.token_ids])).logits[0].float() / 0.8, -1)
+                pos = torch.arange(len(p) - 1, len(p) - 1 + len(x.token_ids))
+                ref = lp[pos, torch.tensor(x.token_ids)]
+                assert torch.allclose(torch.tensor(x.logprobs), ref, atol=tol)

@@ -116,12 +116,15 @@ def kernel(mode: str = "auto"):
 
 def torch_attention(q, Kt, V, n: int, bias, scale: float) -> torch.Tensor:
     """Attention over a per-row cache: ``softmax(scale * q Kt[..., :n] + bias) V[:, :, :n]``; ``q (B, H, 1, D)``,
-    ``Kt (B, H, D, width)``, ``V (B, H, width, D)``, ``bias`` ``(B, 1, 1, n)`` (0 / -inf) or ``None``.
-    Returns ``(B, H, 1, D)``. The plain decode loop's path where the kernel does not apply."""
+    ``Kt (B, H, D, width)``, ``V (B, H, width, D)``, ``bias`` ``(B, 1, 1, n)`` (0 / -inf, in the activations'
+    dtype) or ``None``. Returns ``(B, H, 1, D)`` in the activations' dtype. The plain decode loop's path where
+    the kernel does not apply. Any dtype: the scores and the bias in the activations' dtype, the softmax
+    accumulated in float32 and cast back before the values (HF's eager attention does the same; for float32
+    activations nothing changes)."""
     scores = torch.matmul(q * scale, Kt[..., :n])
     if bias is not None:
         scores = scores + bias
-    return torch.matmul(torch.softmax(scores, dim=-1), V[:, :, :n])
+    return torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.float32).to(V.dtype), V[:, :, :n])
 
 
 @dataclass

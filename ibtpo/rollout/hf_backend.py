@@ -271,7 +271,9 @@ class HFBackend(GenerationBackend):
             else:
                 mask = torch.cat([mask.bool(), mask.new_ones((total, steps), dtype=torch.bool)], dim=-1)
                 padded = not bool(mask[:, :width].all())
-                bias = torch.zeros(mask.shape, device=self.device).masked_fill_(~mask, float("-inf"))
+                # the bias in the activations' dtype (a float32 bias would promote bf16/fp16 scores)
+                bias = torch.zeros(mask.shape, device=self.device, dtype=kv[0][0].dtype).masked_fill_(
+                    ~mask, float("-inf"))
         elif n > 1:
             cache.batch_repeat_interleave(n)
         next_pos = pos[:, -1] + 1
