@@ -186,3 +186,11 @@ def test_power_job_on_a_hand_made_run(tmp_path, capsys):
         power.run(run, ["no_such_claim"])
     with pytest.raises(SystemExit, match="not found"):
         power.run(tmp_path / "nothing")
+
+
+def test_busy_time_is_the_union_of_the_job_spans():
+    from ibtpo.jobs.power import busy_seconds
+
+    # two overlapping jobs (0-10, 5-12), a pause, then a job with one nested inside it (20-25, 21-22)
+    assert busy_seconds([(20, 25), (0, 10), (21, 22), (5, 12)]) == 12 + 5
+    assert busy_seconds([]) == 0.0

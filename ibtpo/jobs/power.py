@@ -33,6 +33,19 @@ from ..analysis.power import Design, decisive_mde, fit, mde_range, predict
 
 
 # ----------------------------------------------------------------------------------------- job times
+def busy_seconds(spans: list[tuple[float, float]]) -> float:
+    """The time at least one job ran: the union of the ``(start, end)`` spans (a run resumed or extended
+    later does not count the pause in between)."""
+    total, cur_lo, cur_hi = 0.0, None, None
+    for lo, hi in sorted(spans):
+        if cur_hi is None or lo > cur_hi:
+            total += 0.0 if cur_hi is None else cur_hi - cur_lo
+            cur_lo, cur_hi = lo, hi
+        else:
+            cur_hi = max(cur_hi, hi)
+    return total + (cur_hi - cur_lo if cur_hi is not None else 0.0)
+
+
 @dataclass
 class Costs:
     """Seconds per job kind, from ``<run>/benchmarks/*.tsv`` (snakemake's ``benchmark:`` files)."""
@@ -52,7 +65,7 @@ class Costs:
             jobs[f.stem] = s
             end = f.stat().st_mtime
             spans.append((end - s, end))
-        wall = (max(e for _, e in spans) - min(b for b, _ in spans)) if spans else None
+        wall = busy_seconds(spans) if spans else None
         fixed = 0.0
         if eval_file is not None and eval_file.exists():
             sec = json.loads(eval_file.read_text()).get("seconds", {})

@@ -38,6 +38,8 @@ def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1", seeds: d
     rep = cfg["report"]
     diffs = [("ibtpo", "grpo")] + ([(m, "grpo") for m in rows if m not in ("grpo", "ibtpo", "base")]
                                    if which == "table2" else [("grpo", "base")])
+    if "grpo_g12" in rows:  # the equal-trajectories comparison (decisive preset; Table 2)
+        diffs.append(("ibtpo", "grpo_g12"))
     base_seeded = cfg.get("policy", {}).get("base_models", 1) > 1
     external = [n for n in cfg.get("external", {}) if n in rows]  # one evaluation each: no seed term
     df = method_table(rows, benchmarks, labels(cfg), diffs=diffs, confidence=rep["confidence"],
