@@ -151,10 +151,13 @@ def test_power_job_on_a_hand_made_run(tmp_path, capsys):
     (run / "manifests" / "claims.json").write_text(json.dumps(
         {"rows": rows, "base": base, "curves": curves, "seeds": {"grpo": [0, 1, 2], "ibtpo": [0, 1, 2]}}))
 
-    t0 = 1.7e9  # the run's jobs: make_data first (2 s from t0), the last one ending at t0 + 600 s
+    # the run's jobs: make_data (0-2 s), SFT (2-102 s), then a pause, and every other job ending at 602 s (the
+    # longest, 50 s, from 552 s): busy 2 + 100 + 50 = 152 s
+    t0 = 1.7e9
     for f in (run / "benchmarks").glob("*.tsv"):
-        os.utime(f, (t0 + 2, t0 + 2) if f.stem == "make_data" else (t0 + 600, t0 + 600))
-    assert power.Costs.read(run, None).wall == pytest.approx(600.0)
+        end = {"make_data": 2, "build_base": 102}.get(f.stem, 602)
+        os.utime(f, (t0 + end, t0 + end))
+    assert power.Costs.read(run, None).wall == pytest.approx(152.0)
     plans, md = power.run(run, ["ibtpo_beats_grpo"], target_mde=None, seeds=range(3, 9))
     plan = plans[0]
     # the run's own design: the report's MDE (same tokens here: equal steps only)
@@ -168,9 +171,9 @@ def test_power_job_on_a_hand_made_run(tmp_path, capsys):
     row = next(r for r in plan["rows"] if r["S_a"] == 5 and r["analysis"] == "independent")
     par = 20.0 + 5 * (30 + 2 * 10) + 5 * (50 + 2 * 10) + 2 * 3 * (2 * 4 + 1)
     # the minutes are the model scaled by the run's measured wall time over the model's for the run's own
-    # design (3 seeds each; probes of all 3): here the benchmark files say the run took 600 s
+    # design (3 seeds each; probes of all 3): here the benchmark files say the run was busy 152 s
     own = 102.0 + (20.0 + 3 * (30 + 2 * 10) + 3 * (50 + 2 * 10) + 2 * 3 * (2 * 4 + 1)) / 2
-    assert row["minutes"] == pytest.approx((102.0 + par / 2) / 60 * 600.0 / own)
+    assert row["minutes"] == pytest.approx((102.0 + par / 2) / 60 * 152.0 / own)
     # twice the problems: the lm-eval part of every evaluation (6 s of 10) doubles
     wide = power.preset_seconds(cfg, power.Costs.read(run, Path(rows["grpo"][bench][0])), {"grpo": 5, "ibtpo": 5},
                                 2.0, 2)
