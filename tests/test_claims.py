@@ -115,3 +115,35 @@ def test_claims_compare_at_equal_steps_and_equal_tokens(tmp_path):
     assert f"(MDE {ref.mde:.1f})" in md and "t-intervals" in md
     assert "Answers: the last `\\boxed{}` of a response" in md and "(`evaluation.answer: boxed`)" in md
     assert by["grpo_cliphigher_not_better"]["verdict"] == NOT_MEASURED
+
+
+def test_paired_seeds_and_the_smaller_than_reported_verdict(tmp_path):
+    """report.pairing: seeds compares run s of IB-TPO with run s of GRPO (estimate_paired on their cells);
+    an IB-TPO identical to GRPO seed by seed then has the interval [0, 0], which rules the paper's +2.9 out:
+    'smaller than reported' (its sign stays open). Independent seeds give the Welch interval instead."""
+    from ibtpo.analysis.claims import SMALLER
+    from ibtpo.analysis.intervals import estimate_paired
+    from ibtpo.analysis.results import load_cells
+    from ibtpo.jobs import claims
+
+    cfg, manifest = _fixture(tmp_path)
+    manifest["curves"]["ibtpo"] = manifest["curves"]["grpo"]  # the same runs: same cells, same tokens
+    manifest["rows"]["ibtpo"] = manifest["rows"]["grpo"]
+    manifest["seeds"] = {"grpo": [0, 1, 2], "ibtpo": [0, 1, 2]}
+    cfg["report"]["pairing"] = "seeds"
+    c = {x["id"]: x for x in claims.build(cfg, manifest)}["ibtpo_beats_grpo"]
+    g = [load_cells(manifest["rows"]["grpo"]["b1"])]
+    ref = estimate_paired(g, g).scale(100)
+    assert (c["equal_steps"]["lo"], c["equal_steps"]["hi"]) == (ref.lo, ref.hi) == (0.0, 0.0)
+    assert c["verdict"] == SMALLER and "paired (3 seeds)" in c["note"]
+    md = claims.to_markdown(cfg, [c], manifest["seeds"])
+    assert "*smaller than reported*" in md and "compared seed by seed" in md and "grpo 3, ibtpo 3" in md
+    # independent seeds: the two seed terms stay (the same runs on both sides count twice)
+    cfg["report"]["pairing"] = "independent"
+    c = {x["id"]: x for x in claims.build(cfg, manifest)}["ibtpo_beats_grpo"]
+    ind = estimate_diff(g, g).scale(100)
+    assert c["equal_steps"]["hi"] == pytest.approx(ind.hi) and ind.hi > 0
+    # seeds that differ between the methods are never paired
+    manifest["seeds"]["ibtpo"] = [0, 1, 5]
+    cfg["report"]["pairing"] = "seeds"
+    assert not claims.Evidence(cfg, manifest).paired("ibtpo", "grpo")

@@ -269,3 +269,28 @@ def test_table2_reads_the_papers_ablation_rows(tmp_path):
     got = dict(zip(df["method"], df["amc24_paper"]))
     assert got["grpo"] == 39.4 and got["ibtpo"] == 46.0  # ../shared/paper/table2_ablation.csv
     assert "amc24 (paper)" in (tmp_path / "table2.md").read_text()
+
+
+def test_method_table_pairs_seeds_only_when_asked_and_the_seeds_match(tmp_path):
+    from ibtpo.analysis.intervals import estimate_diff, estimate_paired
+    from ibtpo.analysis.results import load_cells, method_table
+
+    rng = np.random.default_rng(5)
+    files = {}
+    for m in ("a", "b"):
+        files[m] = [_eval_file(tmp_path / f"{m}{s}.json", [list(rng.integers(0, 2, 2)) for _ in range(30)])
+                    for s in range(3)]
+    rows = {m: {"x": fs} for m, fs in files.items()}
+    ca, cb = [load_cells(files["a"])], [load_cells(files["b"])]
+    seeds = {"a": [0, 1, 2], "b": [0, 1, 2]}
+
+    def diff_row(**kw):
+        df = method_table(rows, ["x"], {}, diffs=[("a", "b")], **kw)
+        return df[df["method"] == "a-b"].iloc[0]
+
+    paired, indep = estimate_paired(ca, cb).scale(100), estimate_diff(ca, cb).scale(100)
+    assert diff_row(seeds=seeds, pairing="seeds")["x_mde"] == pytest.approx(round(paired.mde, 2))
+    assert diff_row(seeds=seeds)["x_mde"] == pytest.approx(round(indep.mde, 2))  # independent by default
+    assert diff_row(seeds={"a": [0, 1, 2], "b": [0, 1, 3]}, pairing="seeds")["x_mde"] == pytest.approx(
+        round(indep.mde, 2))
+    assert paired.mde != pytest.approx(indep.mde)

@@ -288,7 +288,7 @@ def build(cfg: dict, manifest: dict) -> list[dict]:
     for a, b, text, paper in TABLE2_CLAIMS:
         rep.accuracy(f"table2_{a}_vs_{b}", a, b, f"Table 2: {text} ({rep.label.get(a, a)} − {rep.label.get(b, b)})",
                      f"AIME25/AMC24/GPQA {paper}",
-                     evidence=["table1.md" if {a, b} <= set(cfg["methods"]) else "table2.md"])
+                     evidence=["table1.md" if {a, b} <= set(cfg.get("methods", ())) else "table2.md"])
 
     # harness checks: can this run see what RL does, and does an A/A comparison come out inconclusive?
     for bname in ev.bench:
@@ -310,7 +310,8 @@ def build(cfg: dict, manifest: dict) -> list[dict]:
     return rep.claims
 
 
-def to_markdown(cfg: dict, claims: list[dict]) -> str:
+def to_markdown(cfg: dict, claims: list[dict], seeds_of: dict | None = None) -> str:
+    seeds_of = seeds_of or {}
     counts = {}
     for c in (c for c in claims if c["section"] == "paper"):
         counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
@@ -322,6 +323,11 @@ def to_markdown(cfg: dict, claims: list[dict]) -> str:
              + ", ".join(cfg["evaluation"]["benchmarks"]) + "). " + scheme_text(conf) + " Seeds vary the RL run "
              "(rollout seeds, data order) from one base model unless the preset trains several base models "
              "(`policy.base_models`); variation between base models is otherwise not in the intervals. "
+             + ("Two trained methods that ran the same seeds are compared seed by seed (`report.pairing: seeds`). "
+                if cfg["report"].get("pairing") == "seeds" else
+                "Each method's seeds are independent of the other's (`report.pairing: independent`). ")
+             + ("Seeds per method: " + ", ".join(f"{m} {len(s)}" for m, s in seeds_of.items()) + ". "
+                if seeds_of else "")
              + answer_text(cfg["evaluation"]["answer"]), "",
              "Every accuracy comparison is made at **equal optimizer steps** (final checkpoints) and, when the "
              "methods' generated tokens differ by more than 2%, at **equal generated tokens** (the method that "
@@ -366,7 +372,7 @@ def run(cfg: dict, manifest: dict, out_md: str | Path, out_json: str | Path) -> 
     claims = build(cfg, manifest)
     Path(out_json).write_text(json.dumps({"preset": cfg["preset"], "rule": RULE_TEXT, "intervals": scheme_text(
         cfg["report"]["confidence"]), "claims": claims}, indent=1, default=str))
-    md = to_markdown(cfg, claims)
+    md = to_markdown(cfg, claims, manifest.get("seeds"))
     Path(out_md).write_text(md)
     return claims
 
