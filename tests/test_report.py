@@ -278,7 +278,7 @@ def test_method_table_pairs_seeds_only_when_asked_and_the_seeds_match(tmp_path):
     rng = np.random.default_rng(5)
     files = {}
     for m in ("a", "b"):
-        files[m] = [_eval_file(tmp_path / f"{m}{s}.json", [list(rng.integers(0, 2, 2)) for _ in range(30)])
+        files[m] = [_eval_file(tmp_path / f"{m}{s}.json", [[int(v) for v in rng.integers(0, 2, 2)] for _ in range(30)])
                     for s in range(3)]
     rows = {m: {"x": fs} for m, fs in files.items()}
     ca, cb = [load_cells(files["a"])], [load_cells(files["b"])]
