@@ -105,7 +105,7 @@ except ConfigError as e:
 
 
 # Jobs that only read small files and write tables/figures run where snakemake runs (no sbatch).
-localrules: all, evaluate_all, probe_run_csv, table1, table2, figures, claims  # small files, no sbatch
+localrules: all, evaluate_all, probe_run_csv, table1, table2, figures, claims, power  # small files, no sbatch
 
 
 rule all:

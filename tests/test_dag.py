@@ -159,6 +159,11 @@ def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
     again = snakemake(workdir, "--cores", "2", "--config", "preset=smoke")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+    # every job recorded its time; the planner target reads them (smoke ran one seed: nothing to plan)
+    assert (workdir / "results" / "smoke" / "benchmarks" / "train_grpo_seed0.tsv").exists()
+    pw = snakemake(workdir, "--cores", "1", "--config", "preset=smoke", "results/smoke/power.md")
+    assert pw.returncode == 0, (pw.stdout + pw.stderr)[-3000:]
+    assert "Not planned: ['ibtpo', 'grpo'] ran one seed" in (workdir / "results" / "smoke" / "power.md").read_text()
 
     # determinism: a second run from clean gives a byte-identical table 1 (table 3 holds wall
     # times, provenance.json and metrics.jsonl hold timestamps and timings: those differ)

@@ -79,7 +79,7 @@ def test_the_decisive_mde_makes_the_interval_as_wide_as_the_effect():
     rng = np.random.default_rng(2)
     c = fit(_cells(rng, 8, 100, 0.03), _cells(rng, 8, 100), 4)
     est = predict(c, Design(8, 8))
-    target = decisive_mde(2.9, est)
+    target = decisive_mde(2.9, est.df)
     # scale the standard error so the MDE equals the target: the interval's width is then 2.9
     se = target / (est.mde / est.se)
     from scipy import stats

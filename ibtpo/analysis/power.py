@@ -182,10 +182,9 @@ def mde_range(c: Comparison, design: Design, confidence: float = 0.95, quantiles
     return float(lo), float(hi)
 
 
-def decisive_mde(effect: float, est: Estimate) -> float:
-    """The MDE at which the interval (same df) is exactly as wide as ``effect``: below it an interval
-    cannot hold both 0 and the paper's effect, so the verdict cannot be *inconclusive*.
+def decisive_mde(effect: float, df: float, confidence: float = 0.95, power: float = POWER) -> float:
+    """The MDE at which the interval (``df`` degrees of freedom) is exactly as wide as ``effect``: below it an
+    interval cannot hold both 0 and the paper's effect, so the verdict cannot be *inconclusive*.
     ``width = 2·t_{df,1−α/2}·se = effect``  ⇒  ``MDE = (t_{df,1−α/2} + t_{df,power}) · effect / (2·t_{df,1−α/2})``."""
-    q = 1 - (1 - est.confidence) / 2
-    tq, tp = float(stats.t.ppf(q, est.df)), float(stats.t.ppf(est.power, est.df))
-    return (tq + tp) * effect / (2 * tq)
+    tq = float(stats.t.ppf(1 - (1 - confidence) / 2, df))
+    return (tq + float(stats.t.ppf(power, df))) * effect / (2 * tq)

@@ -135,13 +135,12 @@ def _reaches(est, target) -> bool:
 
 
 def plan_claim(claim: dict, cmp_cells: dict, cfg: dict, costs: Costs, designs: list[Design], seeds_now: dict,
-               cores: int, target_mde: float | None, scale_wall: float) -> dict:
+               cores: int, target_mde: float | None, scale_wall: float, seeded_b: bool = True) -> dict:
     """Fit the claim's comparisons and predict every design (independent seeds, and paired seeds where the
-    run's two methods ran the same seeds)."""
+    run's two methods ran the same seeds). ``seeded_b``: B's rows are seeds (False for one base model)."""
     k = cfg["evaluation"]["k"]
     conf = cfg["report"]["confidence"]
     a, b = claim["a"], claim["b"]
-    seeded_b = b != "base"
     same = seeded_b and seeds_now.get(a) == seeds_now.get(b) and len(seeds_now.get(a, [])) > 1
     fits = {}
     for kind in ("equal_steps", "equal_tokens"):
@@ -160,7 +159,7 @@ def plan_claim(claim: dict, cmp_cells: dict, cfg: dict, costs: Costs, designs: l
             ests = {kind: predict(c, d, conf) for (kind, an), c in fits.items() if an == analysis}
             seeds = {m: len(s) for m, s in seeds_now.items()}
             seeds[a] = d.S_a
-            if seeded_b:
+            if seeded_b and b != "base":
                 seeds[b] = d.S_b
             eval_scale = d.P_factor * (d.k or k) / k
             sec = preset_seconds(cfg, costs, seeds, eval_scale, cores)
@@ -182,8 +181,7 @@ def plan_claim(claim: dict, cmp_cells: dict, cfg: dict, costs: Costs, designs: l
             "paired_available": same}
 
 
-def designs_for(cfg: dict, claim: dict, seeds: range, p_factors, ks) -> list[Design]:
-    seeded_b = claim["b"] != "base"
+def designs_for(claim: dict, seeds: range, p_factors, ks, seeded_b: bool = True) -> list[Design]:
     out = []
     for S in seeds:
         for pf in p_factors:
@@ -200,17 +198,11 @@ def _target_text(plan: dict) -> str:
     if kind == "mde":
         return f"MDE ≤ {v:g} points"
     if kind == "width":
+        row = plan["best"] or max(plan["rows"], key=lambda r: r["S_a"], default=None)
+        df = min(row["df"].values()) if row else math.inf
         return (f"decisive against the paper's +{v:g}: the 95% interval narrower than {v:g} points, so it cannot hold "
-                f"both 0 and +{v:g} (≈ MDE ≤ {decisive_mde(v, _any_est(plan)):.2f})")
+                f"both 0 and +{v:g} (≈ MDE ≤ {decisive_mde(v, df):.2f})")
     return f"half-width ≤ the margin {v:g} (a zero effect is then called 'does not beat')"
-
-
-def _any_est(plan):
-    from ..analysis.intervals import Estimate
-
-    row = plan["best"] or (plan["rows"][0] if plan["rows"] else None)
-    df = max(row["df"].values()) if row else math.inf
-    return Estimate(0, 0, 0, 1, df, 0)
 
 
 def _shown(rows: list[dict]) -> list[dict]:
@@ -225,9 +217,8 @@ def _shown(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["minutes"], r["analysis"]))
 
 
-def to_markdown(plans: list[dict], cfg: dict, costs: Costs, cores: int, scale_wall: float) -> str:
+def to_markdown(plans: list[dict], cfg: dict, costs: Costs, cores: int, scale_wall: float, P: list[int]) -> str:
     k = cfg["evaluation"]["k"]
-    P = [cfg["data"]["benchmarks"][b].get("n") for b in cfg["evaluation"]["benchmarks"]]
     lines = [f"# Power plan ({cfg['preset']} preset)", "",
              f"Run: seeds {cfg['seeds']}" + (f", method_seeds {cfg['method_seeds']}" if cfg["method_seeds"] else "")
              + f"; {len(P)} benchmarks × {P} problems × k = {k} samples. Predictions: expected variance components "
@@ -238,7 +229,11 @@ def to_markdown(plans: list[dict], cfg: dict, costs: Costs, cores: int, scale_wa
                  "model, not checked against a wall time") + f"; {cores} jobs at a time).", ""]
     for plan in plans:
         c = plan["claim"]
-        lines += [f"## {c['id']}: {c['a']} − {c['b']}", "", f"Target: {_target_text(plan)}.", ""]
+        lines += [f"## {c['id']}: {c['a']} − {c['b']}", ""]
+        if plan.get("skipped"):
+            lines += [plan["skipped"], ""]
+            continue
+        lines += [f"Target: {_target_text(plan)}.", ""]
         run = ", ".join(f"{kind.replace('_', ' ')} {v:.2f}" for kind, v in plan["run_mde"].items())
         lines.append(f"At the run's own design the model gives MDE {run} (the report's, by construction, up to "
                      "components clipped at 0).")
@@ -317,9 +312,16 @@ def run(run_dir: str | Path, claim_ids: list[str] | None = None, target_mde: flo
         cells = comparison_cells(ev, c["a"], c["b"])
         if cells is None:
             continue
-        designs = designs_for(cfg, c, seeds, p_factors if all_designs else (1.0,), ks if all_designs else (k,))
-        plans.append(plan_claim(c, cells, cfg, costs, designs, seeds_now, cores, target_mde, scale_wall))
-    return plans, to_markdown(plans, cfg, costs, cores, scale_wall)
+        few = [m for m in (c["a"], c["b"]) if ev.seeded(m) and len(seeds_now.get(m, [None] * 2)) < 2]
+        if few:  # one run says nothing about the seed variance, the term that decides the design
+            plans.append({"claim": c, "skipped": f"Not planned: {few} ran one seed, so the seed variance (the term "
+                          "that decides how many seeds are needed) cannot be estimated. Run 3 seeds first."})
+            continue
+        seeded_b = ev.seeded(c["b"])
+        designs = designs_for(c, seeds, p_factors if all_designs else (1.0,), ks if all_designs else (k,), seeded_b)
+        plans.append(plan_claim(c, cells, cfg, costs, designs, seeds_now, cores, target_mde, scale_wall, seeded_b))
+    n_problems = [g.shape[1] for g in ev.final(next(iter(man["rows"])))]
+    return plans, to_markdown(plans, cfg, costs, cores, scale_wall, n_problems)
 
 
 def add_arguments(p) -> None:
@@ -339,7 +341,8 @@ def _jsonable(plans: list[dict]) -> list[dict]:
     def row(r):
         return {k: v for k, v in r.items() if k != "design"}
 
-    return [{"claim": p["claim"], "target": p["target"], "run_mde": p["run_mde"],
+    return [p if p.get("skipped") else
+            {"claim": p["claim"], "target": p["target"], "run_mde": p["run_mde"],
              "best": None if p["best"] is None else row(p["best"]), "rows": [row(r) for r in p["rows"]]}
             for p in plans]
 

@@ -221,3 +221,18 @@ rule claims:
     shell:
         "{PY} -m ibtpo --config {CONFIG_FILE} claims --manifest {params.manifest} --md {output.md} "
         "--json {output.json} 2>&1 | tee {log} && cp {output.md} {output.preset_md}"
+
+
+rule power:
+    """The power planner on this run (not part of `all`): for each accuracy claim, the MDE and wall time of
+    other designs (seeds per method; --all-designs by hand for problems and samples) and the cheapest one
+    that decides the claim (ibtpo/jobs/power.py)."""
+    input:
+        claims=f"{R}/claims.md",
+    output:
+        md=f"{R}/power.md",
+        json=f"{R}/power.json",
+    log:
+        f"{R}/logs/power.log",
+    shell:
+        "{PY} -m ibtpo power --from {R} --out {output.md} 2>&1 | tee {log}"
