@@ -178,7 +178,7 @@ def plan_claim(claim: dict, cmp_cells: dict, cfg: dict, costs: Costs, designs: l
                                          (c.b.seed_df + 1) if c.b is not None and c.b.seeded else 1), conf).mde
                 for (kind, an), c in fits.items() if an == "independent"}
     return {"claim": claim, "target": target, "rows": rows, "best": best, "run_mde": measured,
-            "paired_available": same}
+            "run_seeds": len(seeds_now[a]), "paired_available": same}
 
 
 def designs_for(claim: dict, seeds: range, p_factors, ks, seeded_b: bool = True) -> list[Design]:
@@ -337,6 +337,51 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default=None, help="also write the plan here (.md) and as JSON beside it")
 
 
+def plot(plans: list[dict], out_png: str | Path) -> Path | None:
+    """One panel per planned claim: predicted MDE against seeds per method (equal steps solid, equal tokens
+    dashed; independent and paired seeds), the target as a line, minutes of the whole preset under the
+    axis; the run's own design marked. Written as PNG and SVG (``figures.save_figure``)."""
+    plans = [p for p in plans if p.get("rows") and not p.get("skipped")]
+    if not plans:
+        return None
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    from .figures import save_figure
+
+    k0 = min(r["k"] for r in plans[0]["rows"])
+    fig, axes = plt.subplots(1, len(plans), figsize=(max(6.5, 5 * len(plans)), 3.8), constrained_layout=True, squeeze=False)
+    for ax, plan in zip(axes[0], plans):
+        rows = [r for r in plan["rows"] if r["P_factor"] == 1 and r["k"] == k0]
+        for i, analysis in enumerate(("independent", "paired")):
+            rs = sorted((r for r in rows if r["analysis"] == analysis), key=lambda r: r["S_a"])
+            for kind, ls in (("equal_steps", "-"), ("equal_tokens", "--")):
+                pts = [(r["S_a"], r["mde"][kind]) for r in rs if kind in r["mde"]]
+                if pts:
+                    ax.plot(*zip(*pts), ls=ls, marker="o", ms=3, color=f"C{i}",
+                            label=f"{analysis}, {kind.replace('_', ' ')}")
+        for v in plan["run_mde"].values():
+            ax.plot([plan["run_seeds"]], [v], marker="*", ms=12, color="k", ls="none")
+        if plan["target"] and plan["target"][0] in ("mde", "width"):
+            kind, v = plan["target"]
+            y = v if kind == "mde" else decisive_mde(v, math.inf)
+            ax.axhline(y, color="C3", lw=1, label=f"target (MDE ≈ {y:.2f})")
+        ticks = sorted({r["S_a"] for r in rows})
+        mins = {r["S_a"]: r["minutes"] for r in rows if r["analysis"] == "independent"}
+        ax.set_xticks(ticks, [f"{t}\n{mins.get(t, float('nan')):.0f}′" for t in ticks], fontsize=7)
+        ax.set_xlabel("seeds per method (minutes of the whole preset)")
+        ax.set_ylabel("predicted MDE (points)")
+        ax.set_title(f"{plan['claim']['a']} − {plan['claim']['b']}", fontsize=10)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        ax.tick_params(axis="y", which="both", labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Power plan: predicted MDE (★ the run's own design)")
+    return save_figure(fig, Path(out_png).parent, Path(out_png).stem)[0]
+
+
 def _jsonable(plans: list[dict]) -> list[dict]:
     def row(r):
         return {k: v for k, v in r.items() if k != "design"}
@@ -356,4 +401,5 @@ def main(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(md)
         out.with_suffix(".json").write_text(json.dumps(_jsonable(plans), indent=1, default=str))
+        plot(plans, out.with_suffix(".png"))
     return 0
