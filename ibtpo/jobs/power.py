@@ -350,7 +350,8 @@ def plot(plans: list[dict], out_png: str | Path) -> Path | None:
     from .figures import save_figure
 
     k0 = min(r["k"] for r in plans[0]["rows"])
-    fig, axes = plt.subplots(1, len(plans), figsize=(max(6.5, 5 * len(plans)), 3.8), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(plans), figsize=(max(6.5, 5 * len(plans)), 3.8), constrained_layout=True,
+                             squeeze=False)
     for ax, plan in zip(axes[0], plans):
         rows = [r for r in plan["rows"] if r["P_factor"] == 1 and r["k"] == k0]
         for i, analysis in enumerate(("independent", "paired")):
