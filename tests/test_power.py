@@ -185,6 +185,7 @@ def test_power_job_on_a_hand_made_run(tmp_path, capsys):
     if best is not None:
         assert best["reaches"] and all(r["minutes"] >= best["minutes"] for r in plan["rows"] if r["reaches"])
     assert "## ibtpo_beats_grpo: ibtpo − grpo" in md and "| paired |" in md
+    assert power.plot(plans, tmp_path / "plan.png").stat().st_size > 10_000 and (tmp_path / "plan.svg").exists()
     with pytest.raises(SystemExit, match="unknown claim"):
         power.run(run, ["no_such_claim"])
     with pytest.raises(SystemExit, match="not found"):
