@@ -161,7 +161,7 @@ def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
     assert "Nothing to be done" in again.stdout + again.stderr
     # every job recorded its time; the planner target reads them (smoke ran one seed: nothing to plan)
     assert (workdir / "results" / "smoke" / "benchmarks" / "train_grpo_seed0.tsv").exists()
-    pw = snakemake(workdir, "--cores", "1", "--config", "preset=smoke", "results/smoke/power.md")
+    pw = snakemake(workdir, "results/smoke/power.md", "--cores", "1", "--config", "preset=smoke")
     assert pw.returncode == 0, (pw.stdout + pw.stderr)[-3000:]
     assert "Not planned: ['ibtpo', 'grpo'] ran one seed" in (workdir / "results" / "smoke" / "power.md").read_text()
 
