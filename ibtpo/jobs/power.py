@@ -174,20 +174,16 @@ def plan_claim(claim: dict, cmp_cells: dict, cfg: dict, costs: Costs, designs: l
     if best is not None:
         c = {kind: fits[(kind, best["analysis"])] for kind in best["mde"]}
         best["range"] = {kind: mde_range(fit_, best["design"], conf) for kind, fit_ in c.items()}
-    measured = {kind: predict(c, Design(c.a.seed_df + 1 if c.a.seeded else 1,
-                                         (c.b.seed_df + 1) if c.b is not None and c.b.seeded else 1), conf).mde
-                for (kind, an), c in fits.items() if an == "independent"}
+    ga, gb = cmp_cells["equal_steps"]
+    own = Design(ga[0].shape[0], gb[0].shape[0])  # the run's own design: its rows (seeds) of A and B
+    measured = {kind: predict(c, own, conf).mde for (kind, an), c in fits.items() if an == "independent"}
     return {"claim": claim, "target": target, "rows": rows, "best": best, "run_mde": measured,
-            "run_seeds": len(seeds_now[a]), "paired_available": same}
+            "run_seeds": own.S_a, "paired_available": same}
 
 
-def designs_for(claim: dict, seeds: range, p_factors, ks, seeded_b: bool = True) -> list[Design]:
-    out = []
-    for S in seeds:
-        for pf in p_factors:
-            for k in ks:
-                out.append(Design(S, S if seeded_b else 1, pf, k))
-    return out
+def designs_for(seeds: range, p_factors, ks, seeded_b: bool = True) -> list[Design]:
+    """Every combination; both compared methods get the same seeds (B one row when it is the base model)."""
+    return [Design(S, S if seeded_b else 1, pf, k) for S in seeds for pf in p_factors for k in ks]
 
 
 def _target_text(plan: dict) -> str:
@@ -318,7 +314,7 @@ def run(run_dir: str | Path, claim_ids: list[str] | None = None, target_mde: flo
                           "that decides how many seeds are needed) cannot be estimated. Run 3 seeds first."})
             continue
         seeded_b = ev.seeded(c["b"])
-        designs = designs_for(c, seeds, p_factors if all_designs else (1.0,), ks if all_designs else (k,), seeded_b)
+        designs = designs_for(seeds, p_factors if all_designs else (1.0,), ks if all_designs else (k,), seeded_b)
         plans.append(plan_claim(c, cells, cfg, costs, designs, seeds_now, cores, target_mde, scale_wall, seeded_b))
     n_problems = [g.shape[1] for g in ev.final(next(iter(man["rows"])))]
     return plans, to_markdown(plans, cfg, costs, cores, scale_wall, n_problems)
