@@ -322,6 +322,12 @@ def estimate_diff(groups_a, groups_b, confidence: float = 0.95, seeded_a: bool =
                       oka and okb, f"A: {ta}; B: {tb}", bounds, combine)
 
 
+def pairable(seeds_a, seeds_b) -> bool:
+    """Whether two trained methods' runs can be paired seed by seed: the same seeds (in the same order,
+    the order of their cells' rows), at least two."""
+    return seeds_a is not None and list(seeds_a) == list(seeds_b or []) and len(seeds_a) > 1
+
+
 def estimate_paired(groups_a, groups_b, confidence: float = 0.95, *, power: float = POWER,
                     bounds: tuple[float, float] | None = None, include_seed_term: bool = True,
                     combine: str = "banerjee") -> Estimate:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .intervals import estimate, estimate_diff, estimate_paired
+from .intervals import estimate, estimate_diff, estimate_paired, pairable
 
 
 def load_cells(files: list[str | Path]) -> np.ndarray:
@@ -72,8 +72,8 @@ def method_table(rows: dict[str, dict[str, list]], benchmarks: list[str], labels
             continue
         rec = {"method": f"{a}-{b}", "label": f"{labels.get(a, a)} − {labels.get(b, b)}", "kind": "difference",
                "n_seeds": min(cells[a][benchmarks[0]].shape[0], cells[b][benchmarks[0]].shape[0])}
-        paired = (pairing == "seeds" and a not in unseeded and b not in unseeded and seeds is not None
-                  and seeds.get(a) is not None and seeds.get(a) == seeds.get(b) and len(seeds[a]) > 1)
+        paired = (pairing == "seeds" and a not in unseeded and b not in unseeded
+                  and pairable((seeds or {}).get(a), (seeds or {}).get(b)))
         for name in benchmarks + ["Avg"]:
             bs = [name] if name != "Avg" else benchmarks
             ga, gb = [cells[a][x] for x in bs], [cells[b][x] for x in bs]

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..analysis.claims import INCONCLUSIVE, NOT_MEASURED, RULE_TEXT, SMALLER, combine, judge
 from ..analysis.equal_tokens import budget_cells, checkpoint_tokens
-from ..analysis.intervals import Estimate, estimate, estimate_diff, estimate_paired, scheme_text
+from ..analysis.intervals import Estimate, estimate, estimate_diff, estimate_paired, pairable, scheme_text
 from ..analysis.results import load_cells
 from ..grader import answer_text
 
@@ -49,8 +49,7 @@ class Evidence:
 
     def paired(self, a: str, b: str) -> bool:
         """Compare seed by seed: ``report.pairing: seeds`` and two trained methods with the same seeds."""
-        sa, sb = self.seeds.get(a), self.seeds.get(b)
-        return (self.pairing == "seeds" and "base" not in (a, b) and sa is not None and sa == sb and len(sa) > 1)
+        return self.pairing == "seeds" and "base" not in (a, b) and pairable(self.seeds.get(a), self.seeds.get(b))
 
     def difference(self, a: str, b: str, ga, gb) -> Estimate:
         """``a − b`` in points from both methods' cells (paired seeds where :meth:`paired`)."""

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.intervals import pairable
 from ..analysis.power import Design, decisive_mde, fit, mde_range, predict
 
 
@@ -141,7 +142,7 @@ def plan_claim(claim: dict, cmp_cells: dict, cfg: dict, costs: Costs, designs: l
     k = cfg["evaluation"]["k"]
     conf = cfg["report"]["confidence"]
     a, b = claim["a"], claim["b"]
-    same = seeded_b and seeds_now.get(a) == seeds_now.get(b) and len(seeds_now.get(a, [])) > 1
+    same = seeded_b and b != "base" and pairable(seeds_now.get(a), seeds_now.get(b))
     fits = {}
     for kind in ("equal_steps", "equal_tokens"):
         if cmp_cells.get(kind) is None:
