@@ -193,6 +193,17 @@ def _as_groups(groups) -> list[np.ndarray]:
     return gs
 
 
+def _as_pair(groups_a, groups_b) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Both methods' groups, checked for the same benchmarks and, per benchmark, the same problems."""
+    ga, gb = _as_groups(groups_a), _as_groups(groups_b)
+    if len(ga) != len(gb):
+        raise ValueError("both methods need the same benchmarks")
+    for xa, xb in zip(ga, gb):
+        if xa.shape[1] != xb.shape[1]:
+            raise ValueError("paired difference needs the same problems for both methods")
+    return ga, gb
+
+
 def _var(x: np.ndarray) -> float:
     """Sample variance (ddof=1); ``nan`` for a single value."""
     return float(np.var(x, ddof=1)) if len(x) > 1 else math.nan
@@ -309,12 +320,7 @@ def estimate_diff(groups_a, groups_b, confidence: float = 0.95, seeded_a: bool =
                   power: float = POWER, bounds: tuple[float, float] | None = None,
                   include_seed_term: bool = True, combine: str = "banerjee") -> Estimate:
     """Interval and MDE of ``stat(A) − stat(B)``: seeds independent, problems paired (same columns)."""
-    ga, gb = _as_groups(groups_a), _as_groups(groups_b)
-    if len(ga) != len(gb):
-        raise ValueError("both methods need the same benchmarks")
-    for xa, xb in zip(ga, gb):
-        if xa.shape[1] != xb.shape[1]:
-            raise ValueError("paired difference needs the same problems for both methods")
+    ga, gb = _as_pair(groups_a, groups_b)
     va, da, oka, ta = _seed_term(ga, seeded_a, include_seed_term)
     vb, db, okb, tb = _seed_term(gb, seeded_b, include_seed_term)
     prob = _problem_parts([xa.mean(axis=0) - xb.mean(axis=0) for xa, xb in zip(ga, gb)])
@@ -343,15 +349,10 @@ def estimate_paired(groups_a, groups_b, confidence: float = 0.95, *, power: floa
     it gains when the paired seed effects are positively correlated (``var(T^A − T^B) = σ_A² + σ_B² −
     2ρσ_Aσ_B``) and loses df when they are not; ``report.pairing`` chooses, and the choice is the
     calibration test's and the measured run's (README)."""
-    ga, gb = _as_groups(groups_a), _as_groups(groups_b)
-    if len(ga) != len(gb):
-        raise ValueError("both methods need the same benchmarks")
+    ga, gb = _as_pair(groups_a, groups_b)
     if ga[0].shape[0] != gb[0].shape[0]:
         raise ValueError(f"paired seeds need the same number of runs on both sides ({ga[0].shape[0]} vs "
                          f"{gb[0].shape[0]})")
-    for xa, xb in zip(ga, gb):
-        if xa.shape[1] != xb.shape[1]:
-            raise ValueError("paired difference needs the same problems for both methods")
     diff = [xa - xb for xa, xb in zip(ga, gb)]
     v, d, ok, text = _seed_term(diff, True, include_seed_term)
     prob = _problem_parts([x.mean(axis=0) for x in diff])
