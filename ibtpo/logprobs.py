@@ -185,6 +185,8 @@ def packed_logprobs(model, trajs: Sequence[Trajectory], temperature: float, devi
     """:func:`sequence_logprobs` on the prefix trie of ``trajs`` (the packed path; see the module docstring)."""
     import torch.nn.functional as F
 
+    from .model.plain_llama import rotate_half
+
     plan = trie_plan(model, trajs)
     B, R = len(trajs), plan.R
     ids_t, pos_t, rep_t, heads, inverse, tgt_t, rr_t, rj_t = (
@@ -203,7 +205,7 @@ def packed_logprobs(model, trajs: Sequence[Trajectory], temperature: float, devi
         q = att.q_proj(x)[0].view(shape)
         k = att.k_proj(x)[0].view(shape)
         v = att.v_proj(x)[0].view(shape)
-        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin  # HF's apply_rotary_pos_emb
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin  # HF's apply_rotary_pos_emb
         # per bucket rows (n, heads, width, head_dim), causal; pads sit after every real token of a row
         outs = []
         for grid in grids:
@@ -225,8 +227,3 @@ def packed_logprobs(model, trajs: Sequence[Trajectory], temperature: float, devi
         ent_heads = -(logp_all.exp() * logp_all).sum(-1)
         ent = torch.zeros((B, R), device=device, dtype=logp_all.dtype).index_put((rr_t, rj_t), ent_heads[inverse])
     return logp, mask, ent
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
-    return torch.cat((-x2, x1), dim=-1)

@@ -16,8 +16,7 @@ def make_backend(cfg: dict, model, tokenizer, device: str | None = None, model_p
     if name == "hf":
         from .hf_backend import HFBackend
 
-        return HFBackend(model, tokenizer.pad_token_id, device or cfg["device"],
-                         attention=cfg["rollout"]["decode_attention"])
+        return HFBackend(model, tokenizer.pad_token_id, device or cfg["device"], decode=cfg["rollout"]["decode"])
     if name == "vllm":
         from .vllm_backend import build_backend
 

@@ -1,5 +1,5 @@
-"""The plain decode loop's single-query attention as a small C kernel (``decode_attention.c``), loaded
-with ``ctypes``.
+"""The plain decode loop's single-query attention as a small C kernel (``attention_kernel.c``), loaded
+with ``ctypes``: the ``c`` decode path (:mod:`~.shared_prefix`).
 
 Why: at query length 1 the attention of a decode step is, per (row, head), one score vector and one
 weighted sum over the cached keys / values. Through torch that is two batched matmuls of
@@ -17,11 +17,12 @@ Build: the source is compiled on first use with the system C compiler (``$CC``, 
 CPU) hash, written atomically so parallel jobs can race. ``-march=native -ffast-math`` (vectorised
 ``expf``) at compile time only: the link step leaves out ``-ffast-math`` so loading the library does
 not switch the process to flush-to-zero. No compiler, or a failed build, leaves the torch path
-(:func:`torch_attention`) with one warning; ``mode="c"`` makes that an error instead.
+(:func:`~.row_cache.torch_attention`) with one warning under ``decode: auto``; ``decode: c`` makes that an
+error instead.
 
 Result: equal to the formula up to float rounding (summation order and the vectorised ``expf``;
-~5e-7 absolute on the tiny model's outputs), tested in ``tests/test_decode_kernel.py``; the HF backend
-draws the same samples with the kernel as with :func:`torch_attention`.
+~5e-7 absolute on the tiny model's outputs), tested in ``tests/test_attention_kernel.py``; the HF backend
+draws the same samples on every decode path (``tests/test_decode_paths.py``).
 """
 
 from __future__ import annotations
@@ -41,10 +42,9 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("decode_attention.c")
+SOURCE = Path(__file__).with_name("attention_kernel.c")
 COMPILE_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-std=c11")
 LINK_FLAGS = ("-shared",)
-MODES = ("auto", "c", "torch")
 
 
 def cache_dir() -> Path:
@@ -98,33 +98,16 @@ def _load(path: str):
 
 
 @functools.lru_cache(maxsize=None)
-def kernel(mode: str = "auto"):
-    """The compiled kernel, or ``None`` for the torch path: ``mode`` ``"torch"`` always, ``"auto"`` where
-    the build fails (one warning on stderr), ``"c"`` never (a failed build raises)."""
-    if mode not in MODES:
-        raise ValueError(f"decode attention: unknown mode {mode!r}; allowed: {list(MODES)}")
-    if mode == "torch":
-        return None
+def kernel(required: bool = False):
+    """The compiled kernel; where it cannot be built ``None`` with one warning on stderr, or, if
+    ``required``, the build's error."""
     try:
         return _load(str(build()))
     except (RuntimeError, OSError) as e:
-        if mode == "c":
+        if required:
             raise
         print(f"[ibtpo] decode attention: C kernel unavailable, using torch matmuls ({e})", file=sys.stderr)
         return None
-
-
-def torch_attention(q, Kt, V, n: int, bias, scale: float) -> torch.Tensor:
-    """Attention over a per-row cache: ``softmax(scale * q Kt[..., :n] + bias) V[:, :, :n]``; ``q (B, H, 1, D)``,
-    ``Kt (B, H, D, width)``, ``V (B, H, width, D)``, ``bias`` ``(B, 1, 1, n)`` (0 / -inf, in the activations'
-    dtype) or ``None``. Returns ``(B, H, 1, D)`` in the activations' dtype. The plain decode loop's path where
-    the kernel does not apply. Any dtype: the scores and the bias in the activations' dtype, the softmax
-    accumulated in float32 and cast back before the values (HF's eager attention does the same; for float32
-    activations nothing changes)."""
-    scores = torch.matmul(q * scale, Kt[..., :n])
-    if bias is not None:
-        scores = scores + bias
-    return torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.float32).to(V.dtype), V[:, :, :n])
 
 
 @dataclass
@@ -154,19 +137,14 @@ class SharedPrefixKV:
 
 
 class DecodeAttention:
-    """Single-query attention for :class:`~ibtpo.rollout.hf_backend.PlainLlamaDecoder` on a
-    :class:`SharedPrefixKV` cache, by the C kernel (``None`` where :func:`kernel` gave none: then the
-    decoder keeps a per-row cache and :func:`torch_attention`). A batch row reads its cache row through
+    """Single-query attention of the ``c`` decode path on a :class:`SharedPrefixKV` cache, by the C
+    kernel (``None`` where :func:`kernel` gave none). A batch row reads its cache row through
     ``rows``, so finished rows leave the batch without copying the cache. With several torch threads the
     rows are split over as many threads (``ctypes`` releases the GIL during the call)."""
 
-    def __init__(self, mode: str = "auto"):
-        self.fn = kernel(mode)
+    def __init__(self):
+        self.fn = kernel(required=True)
         self._pool: ThreadPoolExecutor | None = None
-
-    def applies(self, t: torch.Tensor) -> bool:
-        """Whether the kernel serves a cache of ``t``'s device and dtype (CPU float32)."""
-        return self.fn is not None and t.device.type == "cpu" and t.dtype == torch.float32
 
     def __call__(self, q, kv: SharedPrefixKV, n: int, pmask, scale: float, rows: torch.Tensor) -> torch.Tensor:
         """``q (B, H, 1, D)`` against the prompt columns and the first ``n`` generated columns of cache rows

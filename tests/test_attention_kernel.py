@@ -1,6 +1,7 @@
-"""The decode attention C kernel (ibtpo/rollout/decode_kernel.py): equal to softmax attention computed
-from its formula, in every layout corner (padding masks, partially filled caches, odd sizes, several
-threads). That the HF backend samples the same with it as without: tests/test_backend.py."""
+"""The decode attention C kernel (ibtpo/rollout/decode/attention_kernel.py) and the torch attention of the
+per-row path: equal to softmax attention computed from its formula, in every layout corner (padding masks,
+partially filled caches, odd sizes, several threads). That every decode path samples the same:
+tests/test_decode_paths.py."""
 
 import math
 import shutil
@@ -8,7 +9,8 @@ import shutil
 import pytest
 import torch
 
-from ibtpo.rollout import decode_kernel as dk
+from ibtpo.rollout.decode import attention_kernel as dk
+from ibtpo.rollout.decode.row_cache import torch_attention
 
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler: the kernel cannot be built")
 
@@ -46,7 +48,7 @@ def test_kernel_equals_the_formula(G, group, H, D, wp, wr, n, padded, drop):
         pmask = torch.ones(G, wp + 2, dtype=torch.bool)
         for i in range(G):
             pmask[i, :i % wp] = False
-    got = dk.DecodeAttention("c")(q, kv, n, pmask, 0.3, rows)
+    got = dk.DecodeAttention()(q, kv, n, pmask, 0.3, rows)
     assert got.shape == (len(rows), H, 1, D)
     for b, c in enumerate(rows.tolist()):
         p = c // group
@@ -62,7 +64,7 @@ def test_the_torch_path_equals_the_formula():
     g = torch.Generator().manual_seed(3)
     q, Kt, V = torch.randn(3, 2, 1, 6, generator=g), torch.randn(3, 2, 6, 9, generator=g), torch.randn(3, 2, 9, 6,
                                                                                                       generator=g)
-    got = dk.torch_attention(q, Kt, V, 7, None, 0.4)[:, :, 0].double()
+    got = torch_attention(q, Kt, V, 7, None, 0.4)[:, :, 0].double()
     assert torch.allclose(got, per_row_reference(q, Kt, V, 7, 0.4), atol=1e-6)
 
 
@@ -74,7 +76,7 @@ def test_rows_split_over_threads_give_the_same_bits():
     kv.kr.copy_(torch.randn(kv.kr.shape, generator=g))
     kv.vr.copy_(torch.randn(kv.vr.shape, generator=g))
     q, rows = torch.randn(7, 2, 1, 16, generator=g), torch.tensor([0, 1, 2, 4, 5, 7, 8])
-    att = dk.DecodeAttention("c")
+    att = dk.DecodeAttention()
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -86,19 +88,15 @@ def test_rows_split_over_threads_give_the_same_bits():
     assert torch.equal(one, three)
 
 
-def test_modes_and_a_missing_compiler(monkeypatch, tmp_path, capsys):
-    with pytest.raises(ValueError, match="unknown mode 'cuda'"):
-        dk.kernel("cuda")
-    assert dk.kernel("torch") is None
+def test_a_missing_compiler(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("IBTPO_KERNEL_CACHE", str(tmp_path))  # nothing built here yet
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     dk.kernel.cache_clear()
     try:
         with pytest.raises(RuntimeError, match="no C compiler"):
-            dk.kernel("c")
-        assert dk.kernel("auto") is None  # falls back to torch, and says so
+            dk.kernel(required=True)
+        assert dk.kernel() is None  # decode auto falls back to torch, and says so
         assert "C kernel unavailable, using torch matmuls" in capsys.readouterr().err
-        assert not dk.DecodeAttention("auto").applies(torch.zeros(1))  # so the decoder keeps a per-row cache
     finally:
         dk.kernel.cache_clear()
 
