@@ -121,7 +121,7 @@ def build_ours(args, base: str, problems: list[dict], workdir: Path, clock: Cloc
     import ibtpo.trainer as tr_mod
     from transformers import AutoTokenizer
 
-    from ibtpo.grader import Grader
+    from ibtpo.grading import Grader
     from ibtpo.rollout.backend import SamplingParams
     from ibtpo.rollout.hf_backend import HFBackend
     from ibtpo.trainer import Method, Trainer, TrainSettings
@@ -186,7 +186,7 @@ def build_trl(args, base: str, problems: list[dict], workdir: Path, max_steps: i
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOTrainer
 
-    from ibtpo.grader import Grader
+    from ibtpo.grading import Grader
     from ibtpo.trainer import problems_for_step
 
     grader = Grader()

@@ -37,7 +37,7 @@ from ibtpo import registry  # noqa: E402
 from ibtpo.analysis.branching import sampler_stats  # noqa: E402
 from ibtpo.analysis.forks import fork_stats  # noqa: E402
 from ibtpo.data.arithmetic import ArithmeticSpec, generate  # noqa: E402
-from ibtpo.grader import Grader  # noqa: E402
+from ibtpo.grading import Grader  # noqa: E402
 from ibtpo.ib_score import PI_MODES, IBParams  # noqa: E402
 from ibtpo.rollout import context as context_mod, ibtree  # noqa: E402
 from ibtpo.rollout.backend import SamplingParams  # noqa: E402

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ibtpo.config import ConfigError, load_config, schema
-from ibtpo.grader import ANSWER_MODES, Grader, answer_text, integer_fast_path, shared_grader
+from ibtpo.grading import ANSWER_MODES, Grader, answer_text, close_shared, integer_fast_path, shared_grader
 
 TRUNCATED = "2+3=5\n\n5*4="                          # cut off before the answer line (and mid-line)
 NO_ANSWER_LINE = "2+3=5\n\n5*4=20"                   # all steps, cut off before "The answer is ..."
@@ -71,7 +71,7 @@ def test_boxed_decides_unboxed_responses_without_math_verify():
         assert g.answer == "boxed"
         assert g.grade_many([("12", "3*4=12"), ("20", TRUNCATED), ("20", NO_ANSWER_LINE), ("5", "\\boxed{5")]) \
             == [False] * 4
-        assert g.worker_starts == 0 and g._worker is None and g.no_box == 4 and g.stats()["no_box"] == 4
+        assert g.worker_starts == 0 and g._supervisor.worker is None and g.no_box == 4 and g.stats()["no_box"] == 4
         # the last box is the answer, so several boxes still take the integer fast path (with "any" they must
         # go to math-verify, which reads boxes on one line as a set)
         assert integer_fast_path("5", "\\boxed{3} then \\boxed{5}") is None
@@ -85,14 +85,12 @@ def test_an_unknown_mode_is_refused():
 
 
 def test_process_wide_graders_are_keyed_by_timeout_and_mode():
-    from ibtpo.eval.grading import close_all, get_grader
-
     try:
         assert shared_grader(2.0).answer == "boxed" and shared_grader(2.0) is shared_grader(2.0, "boxed")
-        assert get_grader(2.0, "any") is shared_grader(2.0, "any") is not shared_grader(2.0, "boxed")
-        assert get_grader(2.0, "any").answer == "any" and get_grader(3.0, "any").timeout_s == 3.0
+        assert shared_grader(2.0, "any") is shared_grader(2.0, "any") is not shared_grader(2.0, "boxed")
+        assert shared_grader(2.0, "any").answer == "any" and shared_grader(3.0, "any").timeout_s == 3.0
     finally:
-        close_all()
+        close_shared()
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -107,7 +105,7 @@ def test_config_default_is_boxed_and_a_bad_mode_names_the_key():
 
 
 def test_grader_defaults_match_the_schema():
-    """Callers without a config (bench/, ``ibtpo.grader.grade``) grade as a default config does."""
+    """Callers without a config (bench/, ``shared_grader()``) grade as a default config does."""
     ev = schema()["properties"]["evaluation"]["properties"]
     g = Grader()
     assert (g.timeout_s, g.answer) == (ev["grader_timeout_s"]["default"], ev["answer"]["default"])
@@ -136,7 +134,6 @@ def _bench(tmp_path: Path) -> str:
 
 @pytest.mark.parametrize("mode", [None, *ANSWER_MODES])
 def test_the_task_directory_carries_the_mode_and_its_hooks_grade_by_it(tmp_path, mode):
-    from ibtpo.eval.grading import close_all
     from ibtpo.eval.tasks import evaluation_spec, write_tasks
 
     spec = {"prompt_template": "{problem}\n", "k": 2, **({"answer": mode} if mode else {})}
@@ -151,7 +148,7 @@ def test_the_task_directory_carries_the_mode_and_its_hooks_grade_by_it(tmp_path,
                                     [["3*4=12", "3*4=12\n\nThe answer is \\boxed{12}"]])
         assert out["correct"] == ([1, 1] if mode == "any" else [0, 1])
     finally:
-        close_all()
+        close_shared()
     # a config's eval spec carries it too
     cfg = load_config("smoke", overrides={"evaluation": {"answer": "any"}})
     assert evaluation_spec(cfg)["answer"] == "any"

@@ -53,7 +53,7 @@ def test_exclusion_keeps_held_out_prompts_out():
 
 
 def test_every_gold_solution_grades_correct():
-    from ibtpo.grader import Grader
+    from ibtpo.grading import Grader
 
     probs = generate(ArithmeticSpec(n_ops=(2, 3, 4, 5)), 60, seed=9) + generate(
         ArithmeticSpec(n_ops=(2, 3), operand_min=21, operand_max=60, value_max=400), 20, seed=9)

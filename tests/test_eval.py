@@ -91,9 +91,9 @@ def test_task_hooks_grade_fixed_strings(tmp_path):
         with pytest.raises(RuntimeError, match="k=2"):
             utils.process_results(doc, [["\\boxed{7}"]])      # one response where k=2 are due
     finally:
-        from ibtpo.eval.grading import close_all
+        from ibtpo.grading import close_shared
 
-        close_all()
+        close_shared()
 
 
 # ----------------------------------------------------------------------------- the model

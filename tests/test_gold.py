@@ -1,5 +1,5 @@
 """Gold check: every gold answer of the real math benchmarks, written the way a model writes its final
-answer, grades correct with the project's grader (``ibtpo/grader.py``, the one grader used for
+answer, grades correct with the project's grader (``ibtpo/grading/``, the one grader used for
 training rewards and evaluation). Also: the benchmarks' own reference solutions, and DAPO-Math-17K's
 integer answers.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from ibtpo.data.benchmarks import load_registry_rows
-from ibtpo.grader import Grader
+from ibtpo.grading import Grader
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("IBTPO_DATA_DIR") or REPO.parent / "shared" / "data")

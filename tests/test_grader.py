@@ -1,4 +1,4 @@
-"""Tests for ibtpo.grader: correctness, the integer fast path, and bounded time.
+"""Tests for ibtpo.grading: correctness, the integer fast path, and bounded time.
 
 Expected values are written by hand.  The fast-path agreement test also asks
 math-verify itself (main thread, its own SIGALRM timeouts), independently of the
@@ -26,8 +26,9 @@ import time
 
 import pytest
 
-from ibtpo import grader as grader_mod
-from ibtpo.grader import Grader, default_grader, extract_last_boxed, grade, integer_fast_path
+import ibtpo.grading
+from ibtpo.grading import Grader, close_shared, extract_last_boxed, integer_fast_path, shared_grader
+from ibtpo.grading import answers, policy, supervisor, worker
 
 TIMEOUT_S = 1.0
 SLACK_S = 10.0
@@ -47,6 +48,16 @@ ADVERSARIAL = [
 ADVERSARIAL_SMALL = [pair for pair in ADVERSARIAL if len(pair[1]) < 1000]
 # A normal item after the adversarial ones: the grader must still work afterwards.
 CONTROL = ("\\frac{1}{2}", "so the answer is \\boxed{0.5}")
+
+
+def default_grader() -> Grader:
+    """The process-wide Grader with default settings (:func:`shared_grader`), created on first use."""
+    return shared_grader()
+
+
+def grade(gold: str, pred: str) -> bool:
+    """``default_grader().grade(gold, pred)`` -- gold answer first, full completion second."""
+    return default_grader().grade(gold, pred)
 
 
 @pytest.fixture(scope="module")
@@ -165,18 +176,15 @@ def test_module_level_grade():
     assert grade("\\frac{1}{2}", "\\boxed{0.6}") is False
 
 
-def test_evaluation_shares_the_module_graders():
-    """One owner of the process-wide graders (one per timeout): evaluation's ``get_grader`` hands out
-    the module's own, and closing them makes the next call start a fresh one."""
-    from ibtpo.eval.grading import close_all, get_grader
-    from ibtpo.grader import shared_grader
-
-    assert get_grader(2.0) is default_grader() is shared_grader()
-    assert get_grader(3) is shared_grader(3.0) is not default_grader()
-    old = get_grader(3.0)
-    close_all()
-    assert get_grader(3.0) is not old and default_grader() is shared_grader(2.0)
-    close_all()
+def test_process_wide_graders():
+    """One process-wide grader per timeout (what evaluation's task hooks grade with), and closing them
+    makes the next call start a fresh one."""
+    assert shared_grader(2.0) is default_grader() is shared_grader()
+    assert shared_grader(3) is shared_grader(3.0) is not default_grader()
+    old = shared_grader(3.0)
+    close_shared()
+    assert shared_grader(3.0) is not old and default_grader() is shared_grader(2.0)
+    close_shared()
 
 
 # ---------------------------------------------------------------------------------
@@ -269,7 +277,7 @@ def test_fast_path_is_fast_and_skips_worker():
             out = gr.grade_many(pairs)
         dt = time.perf_counter() - t
         assert out == [True] * 128
-        assert gr.worker_starts == 0 and gr._worker is None
+        assert gr.worker_starts == 0 and gr._supervisor.worker is None
         assert gr.calls == 1280 and gr.fast_path_hits == 1280
     assert dt < 2.0  # ~2 us/item measured; this bound only catches a regression to IPC
 
@@ -352,13 +360,13 @@ def test_adversarial_process_pool(start_method):
     # Start the parent's default grader first, so a forked pool worker inherits a live
     # worker handle that it must not use.
     assert grade("\\frac{1}{2}", "\\boxed{0.5}") is True
-    parent_worker_pid = default_grader()._worker.proc.pid
+    parent_worker_pid = default_grader()._supervisor.worker.proc.pid
     ctx = multiprocessing.get_context(start_method)
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as ex:
         rep = ex.submit(_adversarial_in_pool_worker, start_method == "fork").result(timeout=120)
     _check_adversarial(rep)
     # The parent's worker survived the child's use of its own grader.
-    assert default_grader()._worker.proc.pid == parent_worker_pid
+    assert default_grader()._supervisor.worker.proc.pid == parent_worker_pid
     assert grade("\\frac{1}{2}", "\\boxed{0.5}") is True
 
 
@@ -380,7 +388,7 @@ def test_timeout_then_rest_of_batch_and_counters():
 def test_worker_killed_while_idle_is_replaced():
     with Grader(timeout_s=TIMEOUT_S) as gr:
         assert gr.grade("\\frac{1}{2}", "\\boxed{0.5}") is True
-        proc = gr._worker.proc
+        proc = gr._supervisor.worker.proc
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         assert gr.grade("\\frac{1}{2}", "\\boxed{0.5}") is True
@@ -390,7 +398,7 @@ def test_worker_killed_while_idle_is_replaced():
 def test_worker_dying_mid_item_counts_as_wrong():
     with Grader(timeout_s=30.0) as gr:
         assert gr.grade("\\frac{1}{2}", "\\boxed{0.5}") is True
-        pid = gr._worker.proc.pid
+        pid = gr._supervisor.worker.proc.pid
         killer = threading.Timer(0.5, os.kill, args=(pid, signal.SIGKILL))
         killer.start()
         t = time.perf_counter()
@@ -429,24 +437,24 @@ def test_worker_outlives_the_thread_that_started_it():
         th = threading.Thread(target=gr.grade, args=("\\frac{1}{2}", "\\boxed{0.5}"))
         th.start()
         th.join(timeout=60)
-        pid = gr._worker.proc.pid
+        pid = gr._supervisor.worker.proc.pid
         time.sleep(0.3)
         assert gr.grade("\\frac{1}{2}", "\\boxed{0.5}") is True
-        assert gr._worker.proc.pid == pid and gr.worker_starts == 1 and gr.worker_errors == 0
+        assert gr._supervisor.worker.proc.pid == pid and gr.worker_starts == 1 and gr.worker_errors == 0
 
 
 _ORPHAN_SCRIPT = """
-from ibtpo.grader import Grader
+from ibtpo.grading import Grader
 g = Grader(timeout_s=600, answer="any")  # "any": the unboxed "x" goes to the worker
 g.grade("x", "x")
-print(g._worker.proc.pid, flush=True)
+print(g._supervisor.worker.proc.pid, flush=True)
 g.grade("5", {tower!r})
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
 def test_worker_dies_with_its_parent_even_when_stuck():
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(grader_mod.__file__)))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(ibtpo.grading.__file__))))
     parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT.format(tower=TOWER)],
                               stdout=subprocess.PIPE, text=True, cwd=repo)
     try:
@@ -471,7 +479,7 @@ def test_close_and_context_manager():
     gr = Grader(timeout_s=TIMEOUT_S)
     with gr:
         assert gr.grade("x^2", "\\boxed{x \\cdot x}") is True
-        proc = gr._worker.proc
+        proc = gr._supervisor.worker.proc
     assert proc.wait(timeout=10) is not None   # worker gone
     with pytest.raises(RuntimeError):
         gr.grade("x", "\\boxed{x}")
@@ -486,7 +494,7 @@ def test_argument_order_is_gold_first(g_slow):
 
 
 def test_docstrings_state_the_contract():
-    doc = " ".join(grader_mod.__doc__.split())
+    doc = " ".join(" ".join(m.__doc__ for m in (ibtpo.grading, answers, worker, supervisor, policy)).split())
     for phrase in ("gold answer comes first", "SIGALRM", "graded **wrong**", "Fast path"):
         assert phrase in doc
     assert "gold" in Grader.grade.__doc__

@@ -25,7 +25,7 @@ Normalisation (:func:`normalise_answer`, used by the registry and by jsonl / par
 Self-check (:func:`gold_failures`)
 ----------------------------------
 Each distinct gold is graded as a model would write it, ``\\boxed{gold}``, against itself with
-:class:`ibtpo.grader.Grader` (gold first). A gold that fails is one no completion can match as
+:class:`ibtpo.grading.Grader` (gold first). A gold that fails is one no completion can match as
 written (a truncated ``\\frac{1}{``, unbalanced braces). Integer golds take the grader's in-process
 fast path; others go through math-verify's worker. Only distinct golds are graded, so every row of a
 set is checked, none is sampled. Measured on the 2-core dev box, scan included: DAPO-Math-17K (17,917
@@ -179,7 +179,7 @@ def row_findings(row: dict) -> list[str]:
 
 def gold_failures(rows: list[dict], grader) -> tuple[list[dict], int]:
     """Rows whose gold, written as ``\\boxed{gold}``, is not graded correct against itself by
-    ``grader`` (an :class:`ibtpo.grader.Grader`), and how many distinct golds hit its time limit."""
+    ``grader`` (an :class:`ibtpo.grading.Grader`), and how many distinct golds hit its time limit."""
     golds = sorted({r["answer"] for r in rows})
     before = grader.timeouts
     ok = dict(zip(golds, grader.grade_many([(g, f"\\boxed{{{g}}}") for g in golds])))
@@ -199,7 +199,7 @@ def check_rows(rows: list[dict], label: str, grader, key: str, show: int = 5) ->
         more = f"; and {len(bad) - show} more" if len(bad) > show else ""
         tmo = f" ({timeouts} distinct gold(s) ran past the grader's time limit)" if timeouts else ""
         messages.append(f"{label}: {len(bad)} of {len(rows)} gold answers are graded wrong against themselves "
-                        f"written as \\boxed{{gold}} (ibtpo/grader.py){tmo}, so no completion can match them: "
+                        f"written as \\boxed{{gold}} (ibtpo/grading/){tmo}, so no completion can match them: "
                         f"{first}{more}. Fix those answers, {fix}.")
     if flagged:
         first = "; ".join(f"id {r['id']!r}: {f[0]}" + (f" (+{len(f) - 1} more in this row)" if len(f) > 1 else "")

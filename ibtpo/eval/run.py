@@ -108,13 +108,13 @@ def evaluate_checkpoint(checkpoint: str, benchmarks: dict[str, dict], spec: dict
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from . import grading
+    from ..grading import close_shared, prewarm
     from . import lm_eval_model  # noqa: F401 - registers the `ibtpo` lm-eval model
 
     if threads:
         torch.set_num_threads(int(threads))
     _quiet_custom_dataset_warning()
-    grading.prewarm(spec["grader_timeout_s"], spec["answer"])
+    prewarm(spec["grader_timeout_s"], spec["answer"])
     t_setup = time.perf_counter()
     lm = model
     if model == "ibtpo":
@@ -132,7 +132,7 @@ def evaluate_checkpoint(checkpoint: str, benchmarks: dict[str, dict], spec: dict
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
         )
     finally:
-        grading.close_all()
+        close_shared()
     t_eval = time.perf_counter()
     if res is None:
         raise RuntimeError("lm_eval.simple_evaluate returned no results (not rank 0?)")

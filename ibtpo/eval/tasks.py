@@ -24,7 +24,7 @@ The eval spec (one for every checkpoint and benchmark; see :func:`resolve_spec`)
 ``top_k`` (0 = off), ``max_new_tokens``, ``k`` (samples per problem), ``pass_at`` (list of j ≤ k),
 ``batch_size`` (prompts per generation call), ``grader_timeout_s``, ``answer`` (``boxed``: the last
 ``\\boxed{}`` of a response is its answer, none is wrong; ``any``: math-verify's default extraction;
-see :mod:`ibtpo.grader`), ``stop`` (stop strings;
+see :mod:`ibtpo.grading`), ``stop`` (stop strings;
 default none: only EOS stops. lm-eval would otherwise default ``until`` to the few-shot delimiter
 ``"\\n\\n"``, which would cut our step-separated solutions after their first step).
 """

@@ -25,7 +25,7 @@ from ..analysis.claims import INCONCLUSIVE, NOT_MEASURED, RULE_TEXT, SMALLER, co
 from ..analysis.equal_tokens import budget_cells, checkpoint_tokens
 from ..analysis.intervals import Estimate, estimate, estimate_diff, estimate_paired, pairable, scheme_text
 from ..analysis.results import load_cells
-from ..grader import answer_text
+from ..grading import answer_text
 
 NOT_GREATER_MARGIN = 1.0  # accuracy points: the practical margin of "does not beat" claims (our choice)
 TOKENS_WITHIN = (0.95, 1.05)  # "about equal tokens" (our choice; the paper reports 1.016)

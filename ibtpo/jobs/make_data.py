@@ -59,7 +59,7 @@ def run(cfg: dict, out_dir: str | Path) -> dict[str, Path]:
     synthetic splits exclude every benchmark expression (held-out prompts never appear in
     training), real ones are kept as published and their overlap is logged. Every set is read and
     checked before the first file is written."""
-    from ..grader import Grader
+    from ..grading import Grader
 
     out_dir = Path(out_dir)
     data_dir = data_root(cfg)

@@ -31,7 +31,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..data.problems import load_problems
-from ..grader import Grader
+from ..grading import Grader
 from ..ib_score import IBParams, cov_eta, ib_score, non_leaf_nodes
 from ..registry import build_sampler
 from ..rollout.context import RolloutContext

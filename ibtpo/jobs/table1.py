@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..analysis.intervals import scheme_text
 from ..analysis.results import add_paper, method_table, write_all
-from ..grader import answer_text
+from ..grading import answer_text
 
 PAPER_FILES = {"table1": "table1.csv", "table2": "table2_ablation.csv"}
 # rows of the paper's Table 2 (../shared/paper/table2_ablation.csv, column "configuration")

@@ -19,7 +19,7 @@ from ..analysis.branching import sampler_stats
 from ..analysis.forks import fork_stats
 from ..analysis.results import write_all
 from ..data.problems import load_problems
-from ..grader import Grader
+from ..grading import Grader
 from ..ib_score import IBParams
 from ..registry import build_sampler
 from ..rollout.context import RolloutContext

@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .. import distributed
 from ..data.problems import load_problems
-from ..grader import Grader
+from ..grading import Grader
 from ..provenance import provenance
 from ..rollout.factory import make_backend, rollout_sampling
 from ..trainer import Method, Trainer, TrainSettings

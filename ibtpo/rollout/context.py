@@ -14,7 +14,7 @@ from .tree import Tree
 class RolloutContext:
     backend: GenerationBackend
     tokenizer: object
-    grader: object  # ibtpo.grader.Grader: grade_many([(gold, pred), ...])
+    grader: object  # ibtpo.grading.Grader: grade_many([(gold, pred), ...])
     params: SamplingParams
     prompt_template: str = "{problem}\n"
     # defer_grading: grade_leaves hands the pairs to a background thread and returns at once; the

@@ -47,9 +47,9 @@ def doc_to_target(doc: dict) -> str:
 
 def grade_responses(gold: str, responses: list[str]) -> tuple[list[int], int]:
     """0/1 grade of every response against ``gold`` and the number of grader timeouts."""
-    from ibtpo.eval.grading import get_grader
+    from ibtpo.grading import shared_grader
 
-    grader = get_grader(float(SPEC["grader_timeout_s"]), SPEC["answer"])
+    grader = shared_grader(float(SPEC["grader_timeout_s"]), SPEC["answer"])
     before = grader.timeouts
     correct = [int(bool(x)) for x in grader.grade_many([(gold, r) for r in responses])]
     return correct, int(grader.timeouts - before)
