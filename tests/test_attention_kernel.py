@@ -109,3 +109,24 @@ def test_build_is_cached_per_source(monkeypatch, tmp_path):
     stamp = first.stat().st_mtime_ns
     assert dk.build() == first and first.stat().st_mtime_ns == stamp  # not rebuilt
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary files left behind
+
+
+@needs_cc
+def test_the_library_is_keyed_on_the_resolved_native_target(monkeypatch, tmp_path):
+    """A library built for one CPU is never loaded on another: the cache key holds what the compiler
+    says ``-march=native`` means (ARM Linux has no cpuinfo model name to key on)."""
+    monkeypatch.setenv("IBTPO_KERNEL_CACHE", str(tmp_path))
+    here = dk.native_target(shutil.which("cc"))
+    assert "-march=" in here or "target-cpu" in here
+    first = dk.build()
+    monkeypatch.setattr(dk, "native_target", lambda cc: here + "\n  -mavx512f [enabled]")  # another CPU
+    assert dk.build() != first
+    assert "-ffast-math" not in dk.COMPILE_FLAGS  # IEEE semantics, as the torch path
+
+
+def test_a_compiler_that_cannot_resolve_native_is_not_used(monkeypatch, tmp_path):
+    monkeypatch.setenv("IBTPO_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", shutil.which("true") or "/bin/true")  # answers every probe with nothing
+    with pytest.raises(RuntimeError, match="does not say what -march=native means"):
+        dk.build()
+    assert not list(tmp_path.iterdir())

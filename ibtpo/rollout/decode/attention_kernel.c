@@ -1,4 +1,4 @@
-/* Single-query attention over the plain decode loop's KV cache (ibtpo/rollout/decode_kernel.py).
+/* Single-query attention over the plain decode loop's KV cache (ibtpo/rollout/decode/attention_kernel.py).
  *
  * The cache holds each prefix's keys / values once (the prompt part, shared by the `group` samples of
  * that prefix) and each sample's own generated keys / values (the response part). For every batch
@@ -13,14 +13,16 @@
  * (cache rows, heads, dim, wr): keys transposed, so the scores of one (b, h) are dim AXPYs over
  * contiguous columns; vp (prefixes, heads, wp, dim) and vr (cache rows, heads, wr, dim), so the
  * output is AXPYs over contiguous rows; pmask (prefixes, pmask_stride) bytes or NULL (no padding);
- * rowmap (rows) or NULL (identity): finished rows leave the batch, their cache rows stay.
+ * rowmap (rows) or NULL (identity): finished rows leave the batch, their cache rows stay; s: the
+ * caller's scratch of wp + nr floats for the scores (one per calling thread; no array on the stack).
  *
  * Each key and value is read once per call, and a prefix's prompt block once for all its samples
  * while it sits in the CPU cache (rows of one prefix are adjacent); the next (b, h)'s response
  * block is prefetched while this one is computed (the cache does not fit the CPU caches, and the
  * hardware prefetcher does not cross to the next block: measured ~1.5-2x faster). Both inner loops
- * vectorise without reassociation. Compiled by decode_kernel.py with -ffast-math for the vectorised
- * expf (so no infinities here: masked scores are -FLT_MAX).
+ * vectorise without reassociation. Compiled by attention_kernel.py with IEEE semantics (no
+ * -ffast-math): the softmax's max, exp and sum are scalar loops in index order. Masked scores are
+ * -FLT_MAX (exp gives 0 against the finite max of the unmasked ones).
  */
 #include <float.h>
 #include <math.h>
@@ -53,10 +55,9 @@ static void weighted_sum(const float *restrict s, const float *restrict vv, int6
 
 void decode_attention(const float *restrict q, const float *restrict kp, const float *restrict vp,
                       const uint8_t *restrict pmask, const float *restrict kr, const float *restrict vr,
-                      const int64_t *restrict rowmap, float *restrict out, int64_t rows, int64_t heads,
-                      int64_t dim, int64_t wp, int64_t wr, int64_t nr, int64_t group, int64_t pmask_stride,
-                      float scale) {
-    float s[wp + nr];
+                      const int64_t *restrict rowmap, float *restrict out, float *restrict s, int64_t rows,
+                      int64_t heads, int64_t dim, int64_t wp, int64_t wr, int64_t nr, int64_t group,
+                      int64_t pmask_stride, float scale) {
     for (int64_t b = 0; b < rows; b++) {
         const int64_t c = rowmap ? rowmap[b] : b, g = c / group;
         const uint8_t *restrict mb = pmask ? pmask + g * pmask_stride : 0;

@@ -12,17 +12,15 @@ tiny model's ``trainer_vs_trl.py`` step (16 prefixes x 8 samples, 4 heads; inter
 samples): the whole call ~20% faster with the kernel than with the torch matmuls; the kernel's own
 time 241 ms without prefetching, 130 ms with; the shared prefix another 2-5% of the call.
 
-Build: the source is compiled on first use with the system C compiler (``$CC``, else ``cc``) into
-``$IBTPO_KERNEL_CACHE`` (default ``~/.cache/ibtpo/kernels``), one file per (source, flags, compiler,
-CPU) hash, written atomically so parallel jobs can race. ``-march=native -ffast-math`` (vectorised
-``expf``) at compile time only: the link step leaves out ``-ffast-math`` so loading the library does
-not switch the process to flush-to-zero. No compiler, or a failed build, leaves the torch path
-(:func:`~.row_cache.torch_attention`) with one warning under ``decode: auto``; ``decode: c`` makes that an
-error instead.
+Build: the source is compiled on first use with the system C compiler (``$CC``, else ``cc``;
+``-O3 -march=native``, IEEE semantics: no ``-ffast-math``) into ``$IBTPO_KERNEL_CACHE`` (default
+``~/.cache/ibtpo/kernels``), one file per (source, flags, compiler, resolved native target) hash
+(:func:`native_target`), written atomically so parallel jobs can race. No compiler, or a failed build,
+is an error under ``decode: c`` (the kernel is opt-in; see bench/README.md for what it costs and buys).
 
-Result: equal to the formula up to float rounding (summation order and the vectorised ``expf``;
-~5e-7 absolute on the tiny model's outputs), tested in ``tests/test_attention_kernel.py``; the HF backend
-draws the same samples on every decode path (``tests/test_decode_paths.py``).
+Result: equal to the formula up to float rounding (summation order; ~5e-7 absolute on the tiny model's
+outputs), tested in ``tests/test_attention_kernel.py``; every decode path draws the same samples
+(``tests/test_decode_paths.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ import ctypes
 import functools
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -43,7 +40,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("attention_kernel.c")
-COMPILE_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-std=c11")
+COMPILE_FLAGS = ("-O3", "-march=native", "-fPIC", "-std=c11")  # IEEE semantics: no -ffast-math
 LINK_FLAGS = ("-shared",)
 
 
@@ -51,29 +48,36 @@ def cache_dir() -> Path:
     return Path(os.environ.get("IBTPO_KERNEL_CACHE") or Path.home() / ".cache" / "ibtpo" / "kernels")
 
 
-def _cpu_id() -> str:
-    """What ``-march=native`` depends on: the CPU's model and feature flags (Linux), else the platform."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return "|".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
-    except OSError:
-        return platform.processor() + platform.machine()
-
-
 def _compiler() -> str | None:
     cc = os.environ.get("CC") or "cc"
     return shutil.which(cc)
 
 
+def native_target(cc: str) -> str:
+    """What ``-march=native`` resolves to on this machine, as the compiler says: GCC's ``-Q --help=target``
+    (the chosen ``-march`` / ``-mtune`` and every enabled instruction-set flag), else clang's ``-###``
+    (target CPU and features). Part of the library's cache key, so a library built for one CPU is never
+    loaded on another (an illegal instruction kills the process; no exception to catch). Raises where the
+    compiler says neither: then the kernel is not built."""
+    for probe in ([cc, "-march=native", "-Q", "--help=target"],
+                  [cc, "-march=native", "-###", "-x", "c", "-c", os.devnull, "-o", os.devnull]):
+        r = subprocess.run(probe, capture_output=True, text=True)
+        text = (r.stdout + r.stderr).strip()
+        if r.returncode == 0 and ("-march=" in text or "target-cpu" in text):
+            return text
+    raise RuntimeError(f"{cc} does not say what -march=native means here; the decode attention kernel is not built")
+
+
 def build() -> Path:
-    """Compile the kernel (once per source / flags / compiler / CPU) and return the shared library's path."""
+    """Compile the kernel (once per source / flags / compiler / resolved native target) and return the
+    shared library's path."""
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found ($CC or cc); the decode attention kernel cannot be built")
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
     key = hashlib.sha256("\n".join([SOURCE.read_text(), " ".join(COMPILE_FLAGS + LINK_FLAGS), cc, *version,
-                                    _cpu_id()]).encode()).hexdigest()[:16]
-    out = cache_dir() / f"decode_attention-{key}.so"
+                                    native_target(cc)]).encode()).hexdigest()[:16]
+    out = cache_dir() / f"attention_kernel-{key}.so"
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +96,7 @@ def build() -> Path:
 def _load(path: str):
     fn = ctypes.CDLL(path).decode_attention
     p, i = ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes = [p, p, p, p, p, p, p, p, i, i, i, i, i, i, i, i, ctypes.c_float]
+    fn.argtypes = [p, p, p, p, p, p, p, p, p, i, i, i, i, i, i, i, i, ctypes.c_float]
     fn.restype = None
     return fn
 
@@ -155,23 +159,26 @@ class DecodeAttention:
         pmask = None if pmask is None else pmask.contiguous()
         rows = rows.to(torch.int64).contiguous()
         threads = min(torch.get_num_threads(), B)
+        scratch = torch.empty((threads, kv.kp.shape[3] + n), dtype=torch.float32)  # each thread's scores
         if threads <= 1:
-            self._run(q, kv, n, pmask, rows, out, 0, B, scale)
+            self._run(q, kv, n, pmask, rows, out, scratch[0], 0, B, scale)
         else:
             if self._pool is None or self._pool._max_workers != threads:
                 self._pool = ThreadPoolExecutor(threads)
             cuts = [B * i // threads for i in range(threads + 1)]
-            list(self._pool.map(lambda i: self._run(q, kv, n, pmask, rows, out, cuts[i], cuts[i + 1], scale),
-                                range(threads)))
+            list(self._pool.map(lambda i: self._run(q, kv, n, pmask, rows, out, scratch[i], cuts[i], cuts[i + 1],
+                                                    scale), range(threads)))
         return out[:, :, None, :]
 
-    def _run(self, q, kv: SharedPrefixKV, n: int, pmask, rows, out, lo: int, hi: int, scale: float) -> None:
-        """Batch rows ``lo:hi`` (their q / out / rows slices; the kernel finds their cache rows)."""
+    def _run(self, q, kv: SharedPrefixKV, n: int, pmask, rows, out, scratch, lo: int, hi: int, scale: float) -> None:
+        """Batch rows ``lo:hi`` (their q / out / rows slices; the kernel finds their cache rows); ``scratch``
+        this thread's score buffer (``wp + n`` floats: no variable-length array on the thread's stack)."""
         if hi <= lo:
             return
         H, D, wp = kv.kp.shape[1:]
         f = 4  # bytes per float32; rows are int64 (8 bytes)
         self.fn(q.data_ptr() + lo * H * D * f, kv.kp.data_ptr(), kv.vp.data_ptr(),
                 None if pmask is None else pmask.data_ptr(), kv.kr.data_ptr(), kv.vr.data_ptr(),
-                rows.data_ptr() + lo * 8, out.data_ptr() + lo * H * D * f, hi - lo, H, D, wp, kv.kr.shape[3], n,
+                rows.data_ptr() + lo * 8, out.data_ptr() + lo * H * D * f, scratch.data_ptr(), hi - lo, H, D, wp,
+                kv.kr.shape[3], n,
                 kv.group, 0 if pmask is None else pmask.stride(0), scale)
