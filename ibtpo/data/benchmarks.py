@@ -47,8 +47,6 @@ from .problems import DataError
 from .sources import data_path, hub_missing_message, offline_reason
 from .sources import field as _field
 
-OFFLINE_MODES = ("fail", "defer", "skip")
-
 
 def _first_field(*names: str) -> Callable[[dict], object]:
     """The first of ``names`` the row has (hub copies of one set name their fields differently)."""
