@@ -1,6 +1,6 @@
-"""The claims report (``results/claims.{md,json}``): each claim of the paper, the reproduced evidence
-with its interval and minimum detectable effect, and a verdict by the rule in
-``ibtpo.analysis.claims`` (printed in the report).
+"""The claims report (``<results_dir>/claims.{md,json}``, ``results/`` by default): each claim of the
+paper, the reproduced evidence with its interval and minimum detectable effect, and a verdict by the
+rule in ``ibtpo.analysis.claims`` (printed in the report).
 
 Evidence sources (all produced by the DAG for the preset):
 - evaluation files of every checkpoint and each run's ``metrics.jsonl`` -> accuracy differences at
@@ -354,7 +354,7 @@ def to_markdown(cfg: dict, claims: list[dict], seeds_of: dict | None = None) -> 
     lines += ["", "Notes:"] + [f"- `{c['id']}`: {c['note']}" for c in claims if c["note"]]
     if any(c["verdict"] == NOT_MEASURED for c in claims):
         lines.append("- *not measured*: the method, probe or table was not part of this run (Table 2 needs "
-                     "`--config run_ablations=true` or the target `results/table2.csv`).")
+                     f"`--config run_ablations=true` or the target `{cfg.get('results_dir', 'results')}/table2.csv`).")
     if any(SMALLER in c["verdict"] for c in claims):
         lines.append("- *smaller than reported*: the interval's upper end lies below the paper's effect, which this "
                      "run rules out at the stated confidence (with *supported*: the effect is real but smaller).")
@@ -386,7 +386,7 @@ def add_arguments(p) -> None:
 
 
 def read_manifest(path: str | Path) -> dict:
-    """The claims manifest the DAG writes (``results/<preset>/manifests/claims.json``), seeds and steps as
+    """The claims manifest the DAG writes (``<results_dir>/<preset>/manifests/claims.json``), seeds and steps as
     numbers again (JSON keys are strings)."""
     from . import read_json
 
