@@ -1,6 +1,6 @@
 """The claims report (``<results_dir>/claims.{md,json}``, ``results/`` by default): each claim of the
 paper, the reproduced evidence with its interval and minimum detectable effect, and a verdict by the
-rule in ``ibtpo.analysis.claims`` (printed in the report).
+rule in ``ibtpo.analysis.verdicts`` (printed in the report).
 
 Evidence sources (all produced by the DAG for the preset):
 - evaluation files of every checkpoint and each run's ``metrics.jsonl`` -> accuracy differences at
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.claims import INCONCLUSIVE, NOT_MEASURED, RULE_TEXT, SMALLER, combine, judge
+from ..analysis.verdicts import INCONCLUSIVE, NOT_MEASURED, RULE_TEXT, SMALLER, combine, judge
 from ..analysis.equal_tokens import budget_cells, checkpoint_tokens
 from ..analysis.intervals import Estimate, estimate, estimate_diff, estimate_paired, pairable, scheme_text
 from ..analysis.results import load_cells
