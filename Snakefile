@@ -1,7 +1,8 @@
 # IB-TPO reproduction DAG. Default preset: tiny (CPU, minutes). Others:
 #   snakemake --cores all results/table1.csv --config preset=smoke
 #   snakemake --cores all results/table1.csv --configfile pipelines/config/<preset>.yaml
-# The config is validated against pipelines/schemas/config.schema.yaml before any job runs.
+# The config is validated against pipelines/schemas/config.schema.yaml before any job runs. Every output lies
+# under its results_dir (default results): with --config results_dir=DIR the targets are DIR/table1.csv, ...
 import json
 import re
 import sys
@@ -9,12 +10,27 @@ from pathlib import Path
 
 from ibtpo.config import (ConfigError, all_seeds, check_resource_rules, checkpoint_steps, dag_config, load_config,
                           probe_seeds, rule_resources, seeds_of)
+from ibtpo.schema import schema
 
-LAST_RUN = Path("results/last_run.json")  # the preset the DAG last planned (for a bare --report)
+DEFAULT_RESULTS = schema()["properties"]["results_dir"]["default"]  # "results"
+
+
+def report_last_run():
+    """For a bare ``snakemake --report DIR/report.html``: ``DIR/last_run.json`` (the preset the DAG last planned
+    with results_dir DIR), else the default results_dir's; ``None`` when there is none."""
+    argv = sys.argv[sys.argv.index("--report") + 1:]
+    target = argv[0] if argv and not argv[0].startswith("-") else ""
+    for d in dict.fromkeys([Path(target).parent if target else None, Path(DEFAULT_RESULTS)]):
+        if d is not None and (d / "last_run.json").exists():
+            return d / "last_run.json"
+    return None
+
+
 try:
-    if "--report" in sys.argv and not config and LAST_RUN.exists():
+    _last_run = report_last_run() if "--report" in sys.argv and not config else None
+    if _last_run is not None:
         # `snakemake --report results/report.html` reports what was run last, whichever preset it was
-        _last = json.loads(LAST_RUN.read_text())
+        _last = json.loads(_last_run.read_text())
         print(f"[report] no preset given: the last run's, {_last['preset']!r} ({_last['config']})", file=sys.stderr)
         CFG = load_config(_last["config"])
     else:
@@ -24,7 +40,9 @@ except ConfigError as e:
 
 PY = sys.executable
 PRESET = CFG["preset"]
-R = f"{CFG['results_dir']}/{PRESET}"
+RD = CFG["results_dir"]  # every output lies under it: tables and claims report, then a folder per preset
+R = f"{RD}/{PRESET}"
+LAST_RUN = Path(f"{RD}/last_run.json")  # the preset the DAG last planned here (for a bare --report)
 CONFIG_FILE = f"{R}/config.yaml"
 METHODS = CFG["methods"]                                           # Table 1 (default target)
 ABLATIONS = [m for m in CFG["ablations"] if m not in METHODS]      # Table 2 only (trained on request)
@@ -112,7 +130,7 @@ rule all:
     """Everything a reviewer reads: tables 1 and 3 (and 2 with run_ablations), figures, claims."""
     default_target: True
     input:
-        "results/table1.csv",
-        "results/table3.csv",
-        ["results/table2.csv"] if CFG["run_ablations"] and ABLATIONS else [],
-        [f"{R}/figures/dynamics_step.png", "results/claims.md"] if PROBE else [],
+        f"{RD}/table1.csv",
+        f"{RD}/table3.csv",
+        [f"{RD}/table2.csv"] if CFG["run_ablations"] and ABLATIONS else [],
+        [f"{R}/figures/dynamics_step.png", f"{RD}/claims.md"] if PROBE else [],

@@ -2,13 +2,13 @@
 a schema cannot express (cross-references, divisibility), all before any job runs.
 
 Errors name the file and the key path (``train.checkpoint_every``) and, where there is a closed
-set, the allowed values.
+set, the allowed values. The schema and its helpers (defaults, a section's schema) are in
+:mod:`ibtpo.schema`, which the components that build from one section use without importing this module.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import inspect
 import json
 import sys
@@ -17,13 +17,16 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+# The schema helpers live in ibtpo.schema (which imports nothing from ibtpo); the ones a caller of the
+# config uses are importable from here too.
+from .schema import SCHEMA_PATH as SCHEMA_PATH
+from .schema import ConfigError as ConfigError
+from .schema import apply_defaults, deref, raise_schema_errors, schema
+from .schema import fill_section as fill_section
+from .schema import section_schema as section_schema
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_PATH = REPO_ROOT / "pipelines" / "schemas" / "config.schema.yaml"
 PRESET_DIR = REPO_ROOT / "pipelines" / "config"
-
-
-class ConfigError(ValueError):
-    pass
 
 
 # top-level mappings that a preset (``extends``) or an override replaces whole instead of merging into:
@@ -83,92 +86,12 @@ def resolve_extends(data: dict, origin: Path, depth: int = 0) -> dict:
     return merged
 
 
-@functools.lru_cache(maxsize=1)
-def _schema_cached() -> str:
-    return json.dumps(yaml.safe_load(SCHEMA_PATH.read_text()))
-
-
-def schema() -> dict:
-    """The configuration schema (pipelines/schemas/config.schema.yaml): the one place that declares
-    every key, its type and its default."""
-    return json.loads(_schema_cached())
-
-
-def _deref(node: dict, root: dict) -> dict:
-    """``node`` with a local ``$ref`` (``#/$defs/<name>``) resolved; the node's other keys win."""
-    if "$ref" not in node:
-        return node
-    target = root
-    for part in node["$ref"].lstrip("#/").split("/"):
-        target = target[part]
-    return {**_deref(target, root), **{k: v for k, v in node.items() if k != "$ref"}}
-
-
-def apply_defaults(value, node: dict, root: dict | None = None):
-    """Fill the schema's ``default`` entries into ``value`` in place (and return it): a missing
-    property with a default gets a copy of it, then every present property (or entry of an
-    ``additionalProperties`` mapping) is filled from its own schema. Objects that are absent and
-    have no default stay absent (``probe``, ``policy.sft``)."""
-    root = root if root is not None else node
-    node = _deref(node, root)
-    if not isinstance(value, dict):
-        return value
-    props = node.get("properties", {})
-    for key, sub in props.items():
-        sub = _deref(sub, root)
-        if key not in value and "default" in sub:
-            value[key] = copy.deepcopy(sub["default"])
-    extra = node.get("additionalProperties")
-    for key, v in value.items():
-        if key in props:
-            apply_defaults(v, props[key], root)
-        elif isinstance(extra, dict):
-            apply_defaults(v, extra, root)
-    return value
-
-
-def section_schema(path: str) -> dict:
-    """The schema of one section, ``train`` or ``method_defs.*.loss`` (``*``: any entry of a mapping),
-    with the root's ``$defs`` so that references resolve."""
-    root = schema()
-    node = root
-    for part in path.split("."):
-        node = _deref(node, root)
-        node = node["additionalProperties"] if part == "*" else node["properties"][part]
-    return {"$defs": root.get("$defs", {}), **_deref(node, root)}
-
-
-def fill_section(path: str, values: dict | None = None, origin: str | None = None) -> dict:
-    """``values`` of section ``path`` checked against the schema and completed with its defaults (a
-    new dict). What builds a component straight from a section (``TrainSettings.of``) calls this, so
-    a library user gets the DAG's defaults and errors."""
-    values = copy.deepcopy(values or {})
-    node = section_schema(path)
-    _raise_schema_errors(jsonschema.Draft202012Validator(node).iter_errors(values), origin or path, prefix=path)
-    return apply_defaults(values, node)
-
-
-def _raise_schema_errors(errors, origin: str, prefix: str = "") -> None:
-    errors = sorted(errors, key=lambda e: [str(p) for p in e.path])
-    if not errors:
-        return
-    lines = []
-    for e in errors[:10]:
-        key = ".".join([prefix] * bool(prefix) + [str(p) for p in e.absolute_path]) or "<top level>"
-        msg = e.message
-        if e.validator == "additionalProperties":
-            allowed = sorted(e.schema.get("properties", {}))
-            msg += f" (allowed keys: {allowed})" if allowed else ""
-        lines.append(f"  {key}: {msg}")
-    raise ConfigError(f"{origin}: invalid configuration:\n" + "\n".join(lines))
-
-
 def validate(cfg: dict, origin: str = "<config>") -> dict:
     """The schema (types, ranges, closed sets; its defaults filled in), then one checker per section
     for what a schema cannot express (cross-references, divisibility, the components' own checks:
     each sampler and advantage is built here, so a bad parameter fails at planning, named by its
     key). Returns the completed config (a new dict); validating it again is a no-op."""
-    _raise_schema_errors(jsonschema.Draft202012Validator(schema()).iter_errors(cfg), origin)
+    raise_schema_errors(jsonschema.Draft202012Validator(schema()).iter_errors(cfg), origin)
     cfg = apply_defaults(copy.deepcopy(cfg), schema())
     problems = [p for check in SECTION_CHECKS for p in check(cfg)]
     if cfg["offline_benchmarks"] == "skip" and not problems:
@@ -445,7 +368,8 @@ def data_root(cfg: dict) -> Path:
 def _registry_problems(cfg: dict, where: str, ds: dict) -> list[str]:
     """``source: registry`` entries: a known name, and its local file present (hub-only sources are
     checked at planning time, ``ibtpo.data.benchmarks.check_hub_access``)."""
-    from .data.benchmarks import SOURCES, data_path
+    from .data.benchmarks import SOURCES
+    from .data.sources import data_path
 
     if "name" not in ds:
         return [f"{where}.name: required for source 'registry' (known: {sorted(SOURCES)})"]
@@ -489,7 +413,7 @@ def coerce_overrides(value, node: dict | None = None, root: dict | None = None):
     it says nothing, as for a sampler's parameters) is read as a number / boolean / null when it
     is one; other strings stay as they are (``prompt_template``, ``preset``)."""
     root = schema() if root is None else root
-    node = _deref(node if node is not None else root, root)
+    node = deref(node if node is not None else root, root)
     if isinstance(value, dict):
         props, extra = node.get("properties", {}), node.get("additionalProperties")
         return {k: coerce_overrides(v, props.get(k, extra if isinstance(extra, dict) else {}), root)

@@ -4,6 +4,7 @@
 #   scripts/reproduce.sh results/table2.csv      # also the Table 2 ablations
 #   scripts/reproduce.sh --config preset=smoke
 #   scripts/reproduce.sh --configfile pipelines/config/<preset>.yaml
+#   scripts/reproduce.sh --config results_dir=DIR   # every output under DIR (targets: DIR/table2.csv, ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -12,6 +12,7 @@ import pytest
 
 from ibtpo.config import ConfigError, load_config
 from ibtpo.data import benchmarks as bm
+from ibtpo.data import golds
 from ibtpo.data.problems import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,15 +43,15 @@ def test_local_benchmarks_load_with_their_fields(name, rel, n, id_field):
 
 
 def test_answer_normalisation():
-    assert bm.normalise_answer(27.0, True, "w") == "27"
-    assert bm.normalise_answer(" 073 ", True, "w") == "073"
-    assert bm.normalise_answer(2.5, False, "w") == "2.5"
-    assert bm.normalise_answer("\\frac{1}{2}", False, "w") == "\\frac{1}{2}"
+    assert golds.normalise_answer(27.0, True, "w") == "27"
+    assert golds.normalise_answer(" 073 ", True, "w") == "073"
+    assert golds.normalise_answer(2.5, False, "w") == "2.5"
+    assert golds.normalise_answer("\\frac{1}{2}", False, "w") == "\\frac{1}{2}"
     with pytest.raises(DataError, match=r"f.jsonl: row 3: answer '2.5' is not an integer"):
-        bm.normalise_answer("2.5", True, "f.jsonl: row 3")
+        golds.normalise_answer("2.5", True, "f.jsonl: row 3")
     for bad in (None, float("nan"), "  ", True):
         with pytest.raises(DataError, match="w: "):
-            bm.normalise_answer(bad, False, "w")
+            golds.normalise_answer(bad, False, "w")
 
 
 def test_bad_rows_are_named_by_file_and_row(tmp_path):

@@ -13,7 +13,7 @@ import scipy.optimize
 import scipy.special
 import scipy.stats
 
-from ibtpo.analysis.claims import INCONCLUSIVE, SUPPORTED, verdict
+from ibtpo.analysis.verdicts import INCONCLUSIVE, SUPPORTED, verdict
 from ibtpo.analysis.intervals import POWER, SCHEME_TEXT, estimate, estimate_diff
 
 
@@ -297,7 +297,7 @@ def test_smaller_than_reported_appears_at_most_at_the_nominal_rate_when_the_pape
     """True effect = the paper's E: 'smaller than reported' (upper end below E) is a false verdict. Per
     comparison at most (1 − 0.95)/2; for a claim judged twice (equal steps, equal tokens: here a second
     evaluation of the same runs) at most 5%."""
-    from ibtpo.analysis.claims import SMALLER, combine
+    from ibtpo.analysis.verdicts import SMALLER, combine
 
     rng = np.random.default_rng(31)
     probs = _paired_probabilities(rng, 0.0)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from ibtpo.analysis.claims import INCONCLUSIVE, NOT_MEASURED, SUPPORTED, judge
+from ibtpo.analysis.verdicts import INCONCLUSIVE, NOT_MEASURED, SUPPORTED, judge
 from ibtpo.analysis.equal_tokens import at_budget, budget_cells, checkpoint_tokens
 from ibtpo.analysis.intervals import estimate_diff
 
@@ -121,7 +121,7 @@ def test_paired_seeds_and_the_smaller_than_reported_verdict(tmp_path):
     """report.pairing: seeds compares run s of IB-TPO with run s of GRPO (estimate_paired on their cells);
     an IB-TPO identical to GRPO seed by seed then has the interval [0, 0], which rules the paper's +2.9 out:
     'smaller than reported' (its sign stays open). Independent seeds give the Welch interval instead."""
-    from ibtpo.analysis.claims import SMALLER
+    from ibtpo.analysis.verdicts import SMALLER
     from ibtpo.analysis.intervals import estimate_paired
     from ibtpo.analysis.results import load_cells
     from ibtpo.jobs import claims

@@ -122,6 +122,26 @@ def test_bad_config_fails_before_any_job(workdir):
     assert not (workdir / "results" / "smoke" / "data").exists()
 
 
+def test_another_results_dir_holds_every_output(tmp_path):
+    """With ``results_dir: out`` every file the DAG plans (tables 1-3, claims, figures, power, logs,
+    benchmarks, manifests, the resolved config, last_run.json) lies under out/: nothing under results/.
+    The top-level targets keep their names under it (out/table1.csv)."""
+    r = snakemake(tmp_path, "-n", "-p", "--cores", "1", "all", "out/table2.csv", "out/smoke/power.md",
+                  "--config", "preset=smoke", "results_dir=out", "run_ablations=true", "ablations=[grpo_ibadv]")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    c = _job_counts(out)
+    assert c["table1"] == c["table2"] == c["table3"] == c["claims"] == c["figures"] == c["power"] == 1
+    files = [f.strip() for line in out.splitlines() if line.startswith(("    output:", "    log:", "    benchmark:"))
+             for f in line.split(":", 1)[1].split(",")]
+    assert {"out/table1.csv", "out/table2.md", "out/table3.tex", "out/claims.json", "out/smoke/power.md",
+            "out/smoke/figures/dynamics_step.png"} <= set(files)
+    assert [f for f in files if not f.startswith("out/")] == []
+    assert "results/" not in out  # no job's command names results/ either (--out, --md, --config ...)
+    assert not (tmp_path / "results").exists()
+    assert json.loads((tmp_path / "out" / "last_run.json").read_text())["config"] == "out/smoke/config.yaml"
+
+
 @pytest.mark.slow
 def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
     r = snakemake(workdir, "--cores", "2", "--config", "preset=smoke")  # default target: everything

@@ -10,7 +10,7 @@ import pytest
 import scipy.optimize
 import scipy.stats
 
-from ibtpo.analysis.claims import (INCONCLUSIVE, NOT_MEASURED, NOT_SUPPORTED, SMALLER, SUPPORTED, SUPPORTED_SMALLER,
+from ibtpo.analysis.verdicts import (INCONCLUSIVE, NOT_MEASURED, NOT_SUPPORTED, SMALLER, SUPPORTED, SUPPORTED_SMALLER,
                                    combine, verdict)
 from ibtpo.rollout.tree import Tree
 

@@ -7,7 +7,7 @@ import pytest
 
 from ibtpo.rollout.tree import Tree
 from ibtpo.rollout.tree_json import TreeFormatError
-from ibtpo.score_tree import score
+from ibtpo.tree_scores import score
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tree.json"
 

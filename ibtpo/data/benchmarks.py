@@ -42,11 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import golds, sources
+from . import sources
 from .problems import DataError
+from .sources import data_path, hub_missing_message, offline_reason
 from .sources import field as _field
-
-OFFLINE_MODES = ("fail", "defer", "skip")
 
 
 def _first_field(*names: str) -> Callable[[dict], object]:
@@ -115,12 +114,6 @@ def get_source(name: str, where: str = "name") -> Source:
     return SOURCES[name]
 
 
-def data_path(data_dir: str | Path, rel: str) -> Path:
-    """``rel`` under ``data_dir`` (an absolute ``rel`` is used as is)."""
-    p = Path(rel)
-    return p if p.is_absolute() else Path(data_dir) / p
-
-
 def local_path(entry: dict, data_dir: str | Path) -> Path | None:
     """The file a registry entry is read from, or ``None`` when it must come from the hub."""
     src = get_source(entry["name"])
@@ -144,23 +137,13 @@ def lm_eval_task(entry: dict) -> str | None:
 
 
 # -------------------------------------------------------------------------------------------
-# answers and rows
-
-
-def normalise_answer(x, integer: bool, where: str) -> str:
-    """A gold answer as a string: :func:`ibtpo.data.golds.normalise_answer` (integer-valued floats lose
-    their ``.0``, AMC's ``27.0`` -> ``"27"``; strings are stripped of spaces and one ``$...$`` pair;
-    a one-element list is its element); with ``integer`` anything else than ``-?\\d+`` is an error."""
-    return golds.normalise_answer(x, integer, where)
-
-
-def normalise_rows(records: list[dict], src: Source, name: str, origin: str) -> list[dict]:
-    """``records`` -> rows with string ``id`` (unique) and, for our math tasks, string
-    ``problem`` and ``answer``. Errors name ``origin`` (file or hub id) and the 1-based row."""
-    return _map(records, src, name, origin)[0]
+# rows
 
 
 def _map(records: list[dict], src: Source, name: str, origin: str) -> tuple[list[dict], dict]:
+    """``records`` -> rows with string ``id`` (unique) and, for our math tasks, string ``problem`` and
+    ``answer`` (:func:`ibtpo.data.golds.normalise_answer`), and counts for the log. Errors name
+    ``origin`` (file or hub id) and the 1-based row."""
     return sources.map_rows(records, name, origin, problem=src.problem, answer=src.answer, id=src.id,
                             integer=src.integer_answers, whole=bool(src.lm_eval_task))
 
@@ -192,14 +175,6 @@ def load_registry_rows(entry: dict, data_dir: str | Path, name: str | None = Non
 
 # -------------------------------------------------------------------------------------------
 # the hub at planning time
-
-
-def offline_reason() -> str | None:
-    """Why the hub counts as unreachable without trying it (an offline switch), else ``None``."""
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return f"{var}={os.environ[var]}"
-    return None
 
 
 def hub_unreachable(timeout_s: float = 3.0) -> str | None:
@@ -245,19 +220,6 @@ def _how_to_provide(name: str) -> str:
                      f"split={split!r}).to_json('{name}.jsonl')\"")
     lines.append(f"    then give the preset a local path: data.benchmarks.<key>: {{source: registry, name: {name}, "
                  f"path: <file, absolute or relative to data_dir>}}")
-    return "\n".join(lines)
-
-
-def hub_missing_message(names: list[str], reason: str, hints: list[str] | None = None,
-                        skippable: bool = True) -> str:
-    """Why ``names`` cannot be read and how to provide each (``hints``; default: the registry's
-    :func:`_how_to_provide` of each name). ``skippable``: all are benchmarks, which ``skip`` may drop."""
-    lines = [f"the hub is not reachable ({reason}), and these datasets are only on the hub: {', '.join(names)}."]
-    lines += hints if hints is not None else [_how_to_provide(n) for n in names]
-    defer = ("offline_benchmarks=defer (plan now; make_data fetches them when it runs and fails then if "
-             "the hub is still unreachable).")
-    lines += ["Or plan/run without them: --config offline_benchmarks=skip (drops them from the preset), or " + defer
-              if skippable else "Or --config " + defer]
     return "\n".join(lines)
 
 

@@ -29,6 +29,7 @@ row.
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -66,6 +67,32 @@ def chat_user_content(x):
 
 # -------------------------------------------------------------------------------------------
 # files and the hub
+
+
+def data_path(data_dir: str | Path, rel: str) -> Path:
+    """``rel`` under ``data_dir`` (an absolute ``rel`` is used as is)."""
+    p = Path(rel)
+    return p if p.is_absolute() else Path(data_dir) / p
+
+
+def offline_reason() -> str | None:
+    """Why the hub counts as unreachable without trying it (an offline switch), else ``None``."""
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{var}={os.environ[var]}"
+    return None
+
+
+def hub_missing_message(names: list[str], reason: str, hints: list[str], skippable: bool = True) -> str:
+    """Why ``names`` cannot be read and how to provide each (``hints``: one per name, e.g.
+    :func:`hf_fetch_hint`, or the registry's). ``skippable``: all are benchmarks, which ``skip`` may drop."""
+    lines = [f"the hub is not reachable ({reason}), and these datasets are only on the hub: {', '.join(names)}."]
+    lines += hints
+    defer = ("offline_benchmarks=defer (plan now; make_data fetches them when it runs and fails then if "
+             "the hub is still unreachable).")
+    lines += ["Or plan/run without them: --config offline_benchmarks=skip (drops them from the preset), or " + defer
+              if skippable else "Or --config " + defer]
+    return "\n".join(lines)
 
 
 def plain(x):
@@ -107,8 +134,6 @@ def hub_origin(hf_id: str, config: str | None, split: str) -> str:
 def load_hub(hf_id: str, config: str | None, split: str, name: str, how: str) -> tuple[list[dict], str]:
     """The rows of a hub dataset split and their origin string; offline (``HF_HUB_OFFLINE`` /
     ``HF_DATASETS_OFFLINE``) nothing is tried and the error says how to provide the data (``how``)."""
-    from .benchmarks import hub_missing_message, offline_reason  # (benchmarks imports this module)
-
     reason = offline_reason()
     if reason:
         raise DataError(hub_missing_message([name], reason, hints=[how]))
@@ -189,8 +214,6 @@ def entry_rows(ds: dict, data_dir: str | Path, name: str, where: str) -> tuple[l
     """Rows of a ``jsonl`` / ``parquet`` / ``hf`` data set entry (``where``: its config key, for
     messages) and a record for the log: ``origin`` (file or hub id), ``rows``, ``made_ids``,
     ``multi_answers``."""
-    from .benchmarks import data_path
-
     source = ds["source"]
     if source not in FILE_SOURCES + ("hf",):
         raise DataError(f"{where}.source: {source!r} is not read by ibtpo.data.sources")

@@ -38,6 +38,10 @@ import re
 import shutil
 from pathlib import Path
 
+import jsonschema
+
+from ..schema import apply_defaults, schema, section_schema
+
 SPEC_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "k", "pass_at", "batch_size", "grader_timeout_s",
              "answer", "stop")  # the config's evaluation keys that shape generation and grading (+ prompt_template)
 BENCH_KEYS = {"path", "problem_field", "answer_field", "id_field", "limit", "lm_eval_task"}
@@ -66,8 +70,6 @@ def _spec_schema() -> dict:
     """The eval spec's schema: the config schema's ``evaluation`` entries of :data:`SPEC_KEYS` and its
     ``prompt_template`` (one declaration of types, ranges and defaults for the DAG and for callers
     of :func:`resolve_spec`)."""
-    from ..config import schema, section_schema
-
     ev = section_schema("evaluation")
     props = {k: ev["properties"][k] for k in SPEC_KEYS}
     props["prompt_template"] = schema()["properties"]["prompt_template"]
@@ -78,10 +80,6 @@ def _spec_schema() -> dict:
 def resolve_spec(spec: dict) -> dict:
     """Validate the eval spec against the config schema and fill in its defaults (``pass_at``: ``[1, k]``);
     returns a new dict. Errors name the config key (``evaluation.top_p: ...``)."""
-    import jsonschema
-
-    from ..config import apply_defaults
-
     node = _spec_schema()
     errors = sorted(jsonschema.Draft202012Validator(node).iter_errors(spec), key=lambda e: [str(p) for p in e.path])
     if errors:

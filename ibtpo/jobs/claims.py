@@ -1,6 +1,6 @@
-"""The claims report (``results/claims.{md,json}``): each claim of the paper, the reproduced evidence
-with its interval and minimum detectable effect, and a verdict by the rule in
-``ibtpo.analysis.claims`` (printed in the report).
+"""The claims report (``<results_dir>/claims.{md,json}``, ``results/`` by default): each claim of the
+paper, the reproduced evidence with its interval and minimum detectable effect, and a verdict by the
+rule in ``ibtpo.analysis.verdicts`` (printed in the report).
 
 Evidence sources (all produced by the DAG for the preset):
 - evaluation files of every checkpoint and each run's ``metrics.jsonl`` -> accuracy differences at
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.claims import INCONCLUSIVE, NOT_MEASURED, RULE_TEXT, SMALLER, combine, judge
+from ..analysis.verdicts import INCONCLUSIVE, NOT_MEASURED, RULE_TEXT, SMALLER, combine, judge
 from ..analysis.equal_tokens import budget_cells, checkpoint_tokens
 from ..analysis.intervals import Estimate, estimate, estimate_diff, estimate_paired, pairable, scheme_text
 from ..analysis.results import load_cells
@@ -354,7 +354,7 @@ def to_markdown(cfg: dict, claims: list[dict], seeds_of: dict | None = None) -> 
     lines += ["", "Notes:"] + [f"- `{c['id']}`: {c['note']}" for c in claims if c["note"]]
     if any(c["verdict"] == NOT_MEASURED for c in claims):
         lines.append("- *not measured*: the method, probe or table was not part of this run (Table 2 needs "
-                     "`--config run_ablations=true` or the target `results/table2.csv`).")
+                     f"`--config run_ablations=true` or the target `{cfg.get('results_dir', 'results')}/table2.csv`).")
     if any(SMALLER in c["verdict"] for c in claims):
         lines.append("- *smaller than reported*: the interval's upper end lies below the paper's effect, which this "
                      "run rules out at the stated confidence (with *supported*: the effect is real but smaller).")
@@ -386,7 +386,7 @@ def add_arguments(p) -> None:
 
 
 def read_manifest(path: str | Path) -> dict:
-    """The claims manifest the DAG writes (``results/<preset>/manifests/claims.json``), seeds and steps as
+    """The claims manifest the DAG writes (``<results_dir>/<preset>/manifests/claims.json``), seeds and steps as
     numbers again (JSON keys are strings)."""
     from . import read_json
 

@@ -26,17 +26,13 @@ import json
 import time
 from pathlib import Path
 
-from ..config import data_root, fill_section
+from ..config import data_root
 from ..data import benchmarks, golds, sources
 from ..data.arithmetic import ArithmeticSpec, generate
 from ..data.problems import DataError, write_jsonl
+from ..schema import fill_section
 
 GOLD_TIMEOUT_S = 5.0  # per distinct gold in the self-check (a gold that runs past it counts as failing)
-
-
-def dataset_rows(ds: dict, data_dir: str, exclude: set[str] = frozenset(), prefix: str = "arith") -> list[dict]:
-    """The rows of one data set entry (any source), ``prefix`` naming it (ids, messages)."""
-    return _read(ds, Path(data_dir), exclude, prefix, f"data set {prefix}")[0]
 
 
 def _read(ds: dict, data_dir: Path, exclude: set, name: str, where: str) -> tuple[list[dict], dict]:

@@ -1,4 +1,4 @@
-"""``score-tree``: IB-Score and IB-TPO (or TreeRL) advantages of a tree JSON (:mod:`ibtpo.score_tree`)."""
+"""``score-tree``: IB-Score and IB-TPO (or TreeRL) advantages of a tree JSON (:mod:`ibtpo.tree_scores`)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
-    from ..score_tree import TreeFormatError, main as render
+    from ..tree_scores import TreeFormatError, render_file
 
     try:
         ib = IBParams(args.beta, args.pi_mode, args.zero_parent)
-        print(render(args.tree, args.json, lam=args.lam, ib=ib, advantage=args.advantage,
+        print(render_file(args.tree, args.json, lam=args.lam, ib=ib, advantage=args.advantage,
                      treerl_variant=args.treerl_variant))
     except TreeFormatError as e:
         print(f"error: {e}", file=sys.stderr)

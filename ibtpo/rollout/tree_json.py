@@ -2,7 +2,7 @@
 :meth:`ibtpo.rollout.tree.Tree.from_json` builds it, refusing a broken one with a :class:`TreeFormatError`.
 
 The format (what ``Tree.to_json`` writes; ``python -m ibtpo score-tree`` reads it) is described in
-:mod:`ibtpo.score_tree`.
+:mod:`ibtpo.tree_scores`.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ import os
 import re
 import socket
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -666,7 +666,3 @@ def lm_eval_model_args(checkpoint: str, seed: int, extra: dict | None = None) ->
             "gpu_memory_utilization": 0.9}
     args.update(extra or {})
     return args
-
-
-def settings_dict(settings: VLLMSettings) -> dict:
-    return asdict(settings)

@@ -1,5 +1,5 @@
-# Tables, figures and the claims report. Files marked report(...) go into
-# `snakemake --report results/report.html` with the captions in pipelines/report/.
+# Tables, figures and the claims report, under the preset's results_dir (RD: `results` by default). Files
+# marked report(...) go into `snakemake --report results/report.html` with the captions in pipelines/report/.
 REPORT = "../report"  # caption paths are relative to this rule file
 TABLE_PARAMS = section("evaluation", "report", "method_defs", "train")
 
@@ -20,8 +20,8 @@ def files_of(rows):
 
 
 def table_outputs(name):
-    return {"csv": report(f"results/{name}.csv", caption=f"{REPORT}/{name}.rst", category="Tables"),
-            "md": f"results/{name}.md", "tex": f"results/{name}.tex", "preset_csv": f"{R}/{name}.csv"}
+    return {"csv": report(f"{RD}/{name}.csv", caption=f"{REPORT}/{name}.rst", category="Tables"),
+            "md": f"{RD}/{name}.md", "tex": f"{RD}/{name}.tex", "preset_csv": f"{R}/{name}.csv"}
 
 
 rule table1:
@@ -42,7 +42,7 @@ rule table1:
     resources:
         **RES("table1"),
     shell:
-        "{PY} -m ibtpo --config {CONFIG_FILE} table1 --rows {input.rows} --out results/table1 --table table1 "
+        "{PY} -m ibtpo --config {CONFIG_FILE} table1 --rows {input.rows} --out {RD}/table1 --table table1 "
         "2>&1 | tee {log} && cp {output.csv} {output.preset_csv}"
 
 
@@ -72,7 +72,7 @@ rule table2:
     resources:
         **RES("table2"),
     shell:
-        "{PY} -m ibtpo --config {CONFIG_FILE} table1 --rows {input.rows} --out results/table2 --table table2 "
+        "{PY} -m ibtpo --config {CONFIG_FILE} table1 --rows {input.rows} --out {RD}/table2 --table table2 "
         "2>&1 | tee {log} && cp {output.csv} {output.preset_csv}"
 
 
@@ -91,9 +91,9 @@ rule table3:
         marker=f"{R}/runs/{TABLE3_METHOD}/seed{PROBE_SEEDS[TABLE3_METHOD][0]}/checkpoints/step_{FINAL}.json",
         bench=f"{R}/data/bench/{TABLE3_BENCH}.jsonl",
     output:
-        csv=report("results/table3.csv", caption=f"{REPORT}/table3.rst", category="Tables"),
-        md="results/table3.md",
-        tex="results/table3.tex",
+        csv=report(f"{RD}/table3.csv", caption=f"{REPORT}/table3.rst", category="Tables"),
+        md=f"{RD}/table3.md",
+        tex=f"{RD}/table3.tex",
         details=f"{R}/table3_problems.json",
         preset_csv=f"{R}/table3.csv",
     params:
@@ -202,12 +202,12 @@ rule claims:
         markers=[f"{R}/runs/{m}/seed{s}/checkpoints/step_{FINAL}.json" for m in FIG_METHODS for s in SEEDS_OF[m]],
         probes=[f for fs in claims_manifest()["probes"].values() for f in fs],
         table3=f"{R}/table3_problems.json",
-        tables=["results/table1.csv"] + (["results/table2.csv"] if CFG["run_ablations"] and ABLATIONS else []),
+        tables=[f"{RD}/table1.csv"] + ([f"{RD}/table2.csv"] if CFG["run_ablations"] and ABLATIONS else []),
         figures=f"{R}/figures/dynamics_step.png",
         dynamics=f"{R}/figures/dynamics.csv",
     output:
-        md=report("results/claims.md", caption=f"{REPORT}/claims.rst", category="Claims"),
-        json="results/claims.json",
+        md=report(f"{RD}/claims.md", caption=f"{REPORT}/claims.rst", category="Claims"),
+        json=f"{RD}/claims.json",
         preset_md=f"{R}/claims.md",
     params:
         cfg=section("report", "evaluation", "method_defs"),

@@ -1,4 +1,5 @@
-"""``python -m ibtpo score-tree tree.json``: IB-Score and IB-TPO advantages of a hand-built tree.
+"""The per-node scores of one tree: IB-Score and IB-TPO advantages (or TreeRL's values), what
+``python -m ibtpo score-tree tree.json`` prints (the job: ``ibtpo/jobs/score_tree.py``) for a hand-built tree.
 
 Input format (also what a sampler dumps with ``Tree.to_json``)::
 
@@ -35,9 +36,9 @@ from pathlib import Path
 from .ib_advantage import ib_node_advantages
 from .ib_score import IBParams, cov_eta, ib_score, value_ratio
 from .rollout.tree import Tree
-from .rollout.tree_json import TreeFormatError  # raised by main; its callers import it from here
+from .rollout.tree_json import TreeFormatError  # raised by render_file; its callers import it from here
 
-__all__ = ["TreeFormatError", "format_table", "main", "score"]
+__all__ = ["TreeFormatError", "format_table", "render_file", "score"]
 
 
 def score(tree: Tree, ids: list, lam: float = 0.1, ib: IBParams | dict | None = None, advantage: str = "ibtpo",
@@ -80,7 +81,8 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([line(cols)] + [line(r) for r in cells])
 
 
-def main(path: str, as_json: bool = False, **kw) -> str:
+def render_file(path: str, as_json: bool = False, **kw) -> str:
+    """The scores of the tree JSON at ``path`` (``kw``: :func:`score`'s options) as a table or as JSON."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError, RecursionError) as e:  # missing, unreadable, not UTF-8, not JSON
