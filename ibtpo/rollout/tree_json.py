@@ -59,6 +59,20 @@ def validate_nodes(data, origin: str = "<tree>") -> tuple[list[dict], int, dict]
     have none. Booleans, strings, lists, NaN and Infinity are never numbers. On the root, where
     ``Tree.to_json`` writes ``logprob_mean: null``, a null field counts as absent.
     """
+    nodes = _node_list(data, origin)
+    pos: dict = {}  # id -> position
+    for i, n in enumerate(nodes):
+        _check_node(i, n, pos, origin)
+        pos[n["id"]] = i
+    root = _the_root(nodes, origin)
+    children = _children(nodes, pos, origin)
+    _check_reachable(nodes, root, children, origin)
+    _check_rewards(nodes, children, origin)
+    return nodes, root, children
+
+
+def _node_list(data, origin: str) -> list:
+    """The node list of ``{"nodes": [...]}`` (optional ``problem`` object) or of a bare list; non-empty."""
     if isinstance(data, dict):
         if "nodes" not in data:
             raise TreeFormatError(f"{origin}: no 'nodes' key (expected {{\"nodes\": [...]}} or a list of nodes)")
@@ -69,39 +83,55 @@ def validate_nodes(data, origin: str = "<tree>") -> tuple[list[dict], int, dict]
         nodes = data
     if not isinstance(nodes, list) or not nodes:
         raise TreeFormatError(f"{origin}: 'nodes' must be a non-empty list of nodes (got {_show(nodes)})")
-    pos: dict = {}  # id -> position
-    for i, n in enumerate(nodes):
-        if not isinstance(n, dict):
-            raise TreeFormatError(f"{origin}: nodes[{i}]: a node must be an object (got {_show(n)})")
-        for key in ("id", "parent"):
-            if key not in n:
-                raise TreeFormatError(f"{origin}: nodes[{i}]: missing '{key}' (every node needs 'id' and 'parent')")
-        if not _is_id(n["id"]):
-            raise TreeFormatError(f"{origin}: nodes[{i}]: id must be a string or an integer (got {_show(n['id'])})")
-        at = f"{origin}: nodes[{i}], node {n['id']!r}"
-        if n["id"] in pos:
-            raise TreeFormatError(f"{at}: duplicated id {n['id']!r} (already used by nodes[{pos[n['id']]}])")
-        pos[n["id"]] = i
-        if n["parent"] is not None and not _is_id(n["parent"]):
-            raise TreeFormatError(f"{at}: parent must be null or a node id (got {_show(n['parent'])})")
-        for field, rule in _RULES.items():
-            if field in n and not (n[field] is None and n["parent"] is None) and not _ok(field, n[field]):
-                raise TreeFormatError(f"{at}: {field} must be {rule} (got {_show(n[field])})")
-        if n["parent"] is not None and "prob" in n and "logprob_mean" in n:
-            raise TreeFormatError(f"{at}: give prob or logprob_mean, not both")
+    return nodes
+
+
+def _check_node(i: int, n, pos: dict, origin: str) -> None:
+    """Node ``i`` on its own: an object with a fresh id (not in ``pos``), a well-formed parent, valid fields."""
+    if not isinstance(n, dict):
+        raise TreeFormatError(f"{origin}: nodes[{i}]: a node must be an object (got {_show(n)})")
+    for key in ("id", "parent"):
+        if key not in n:
+            raise TreeFormatError(f"{origin}: nodes[{i}]: missing '{key}' (every node needs 'id' and 'parent')")
+    if not _is_id(n["id"]):
+        raise TreeFormatError(f"{origin}: nodes[{i}]: id must be a string or an integer (got {_show(n['id'])})")
+    at = f"{origin}: nodes[{i}], node {n['id']!r}"
+    if n["id"] in pos:
+        raise TreeFormatError(f"{at}: duplicated id {n['id']!r} (already used by nodes[{pos[n['id']]}])")
+    if n["parent"] is not None and not _is_id(n["parent"]):
+        raise TreeFormatError(f"{at}: parent must be null or a node id (got {_show(n['parent'])})")
+    for field, rule in _RULES.items():
+        if field in n and not (n[field] is None and n["parent"] is None) and not _ok(field, n[field]):
+            raise TreeFormatError(f"{at}: {field} must be {rule} (got {_show(n[field])})")
+    if n["parent"] is not None and "prob" in n and "logprob_mean" in n:
+        raise TreeFormatError(f"{at}: give prob or logprob_mean, not both")
+
+
+def _the_root(nodes: list, origin: str) -> int:
+    """The position of the one node whose parent is null."""
     roots = [i for i, n in enumerate(nodes) if n["parent"] is None]
     if len(roots) != 1:
         named = ", ".join(f"nodes[{i}] {nodes[i]['id']!r}" for i in roots)
         raise TreeFormatError(f"{origin}: expected exactly one root (parent: null), found {len(roots)}"
                               + (f": {named}" if named else " (every node has a parent: a cycle?)"))
+    return roots[0]
+
+
+def _children(nodes: list, pos: dict, origin: str) -> dict:
+    """``{parent id: [child positions]}``; every parent names a node."""
     children: dict = {}
     for i, n in enumerate(nodes):
         if n["parent"] is not None and n["parent"] not in pos:
             raise TreeFormatError(f"{origin}: nodes[{i}], node {n['id']!r}: unknown parent {n['parent']!r} "
                                   "(parent names no node)")
         children.setdefault(n["parent"], []).append(i)
-    root = nodes[roots[0]]
-    seen, todo = {roots[0]}, [roots[0]]
+    return children
+
+
+def _check_reachable(nodes: list, root_at: int, children: dict, origin: str) -> None:
+    """Every node is reachable from the root (no cycles), and the root has children."""
+    root = nodes[root_at]
+    seen, todo = {root_at}, [root_at]
     while todo:
         kids = children.get(nodes[todo.pop()]["id"], [])
         seen.update(kids)
@@ -112,6 +142,10 @@ def validate_nodes(data, origin: str = "<tree>") -> tuple[list[dict], int, dict]
                               f"root {root['id']!r} through 'parent' (a cycle?); {len(lost)} such node(s)")
     if len(nodes) == 1:
         raise TreeFormatError(f"{origin}: the root {root['id']!r} has no children: nothing to score")
+
+
+def _check_rewards(nodes: list, children: dict, origin: str) -> None:
+    """A reward on every leaf and on no internal node (a null one on the root counts as absent)."""
     for i, n in enumerate(nodes):
         kids, reward = children.get(n["id"]), n.get("reward")
         if kids and "reward" in n and not (reward is None and n["parent"] is None):
@@ -120,4 +154,3 @@ def validate_nodes(data, origin: str = "<tree>") -> tuple[list[dict], int, dict]
         if not kids and reward is None:
             raise TreeFormatError(f"{origin}: nodes[{i}], leaf {n['id']!r}: needs a 0/1 'reward' "
                                   f"({_RULES['reward']}; got {_show(reward) if 'reward' in n else 'none'})")
-    return nodes, roots[0], children
