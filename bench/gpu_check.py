@@ -1,15 +1,27 @@
-"""CUDA check of the shared rollout and trainer (run on a GPU machine; CI never runs it).
+"""Check of the shared rollout and trainer on a device: every decode path and dtype, training, throughput.
 
-Checks, on ``cuda``: the HF backend's per-token log-probs match a full forward; a few IB-TPO and
-GRPO training steps run end to end on a toy reward and move the policy; generation throughput of
-the HF backend for the tiny model and for a ~0.5B-parameter Llama-shaped model (random weights),
-fp32 and bf16. Prints a summary; the last line is the bf16/fp32 generation speed ratio.
+On a GPU (``--device cuda``, the default where CUDA is available; CI never runs this mode):
 
-    python bench/gpu_check.py
+1. every decode path the device serves (``hf``, ``torch``) in fp32, bf16 and fp16 samples the HF forward's
+   tokens for a seed, with per-token log-probs within the dtype's tolerance of a full forward;
+2. GRPO and IB-TPO training steps on a toy reward ("the answer starts with 7") learn it;
+3. generation throughput at the 0.5B Llama shape (24 x 1024, random weights): 16 prompts x 8 samples x
+   256 tokens, in fp32 and bf16, through the plain loop (``decode: torch``), the HF-forward loop
+   (``decode: hf``) and transformers' ``model.generate``;
+4. the time of one GRPO step and one IB-TPO step (IBTree) at that shape.
+
+``--size tiny`` runs the same code at a tiny size (the char Llama, a few steps, short samples): the test
+suite runs it on the CPU (``tests/test_gpu_check.py``), so a dtype or API bug fails CI without a GPU.
+The last line is ``plain loop / model.generate, bf16 = X.XX`` (tokens per second, >1: ours is faster).
+
+    python bench/gpu_check.py                      # on a GPU machine
+    python bench/gpu_check.py --device cpu --size tiny
 """
 
 from __future__ import annotations
 
+import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -25,34 +37,51 @@ from ibtpo.rollout.backend import SamplingParams  # noqa: E402
 from ibtpo.rollout.hf_backend import HFBackend  # noqa: E402
 from ibtpo.trainer import Method, Trainer, TrainSettings  # noqa: E402
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+TOL = {"fp32": 1e-3, "bf16": 5e-2, "fp16": 1e-2}  # |log-prob - full forward|; bf16 keeps 8 mantissa bits
+SIZES = {  # generation shape: prompts, samples, tokens; model; training steps / tokens
+    "full": dict(prompts=16, samples=8, tokens=256, layers=24, width=1024, heads=16, train_steps=30, step_tokens=128),
+    "tiny": dict(prompts=4, samples=2, tokens=12, layers=2, width=32, heads=2, train_steps=6, step_tokens=8),
+}
+
 
 class StartsWithSeven:
     def grade_many(self, pairs):
         return [pred.startswith("7") for _, pred in pairs]
 
 
-def main():
-    import transformers
+def sync(dev: str) -> None:
+    if dev.startswith("cuda"):
+        torch.cuda.synchronize()
 
-    assert torch.cuda.is_available(), "no CUDA device"
-    dev = "cuda"
-    print(f"torch {torch.__version__} transformers {transformers.__version__} gpu {torch.cuda.get_device_name(0)}")
-    tok = build_char_tokenizer()
-    model = build_tiny_llama(tok).to(dev)
-    b = HFBackend(model, tok.pad_token_id, dev)
-    prefix = tok("Compute (4+2)*3.\n")["input_ids"]
-    out = b.generate([prefix], 4, SamplingParams(max_new_tokens=40), seed=0)[0]
-    worst = 0.0
-    for c in out:
-        ids = torch.tensor([prefix + c.token_ids], device=dev)
-        with torch.no_grad():
-            lp = torch.log_softmax(model(ids).logits[0].float(), -1)
-        pos = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(c.token_ids), device=dev)
-        ref = lp[pos, torch.tensor(c.token_ids, device=dev)]
-        worst = max(worst, (ref - torch.tensor(c.logprobs, device=dev)).abs().max().item())
-    print(f"logprob max |backend - full forward| on cuda = {worst:.2e}")
-    assert worst < 1e-3
 
+def check_decode_paths(tok, dev: str) -> None:
+    """(1) every path x dtype: the HF forward's samples, log-probs near a full forward of the same model."""
+    base = build_tiny_llama(tok, n_layer=2, d_model=64, n_head=4, d_mlp=128, max_positions=256, seed=1)
+    prefixes = [tok(f"Compute {a}+{b}*3.\n")["input_ids"] for a, b in ((1, 2), (14, 7), (123, 45))]
+    params = SamplingParams(temperature=0.8, max_new_tokens=24, stop_token_ids=(tok.eos_token_id,))
+    for name, dtype in DTYPES.items():
+        model = copy.deepcopy(base).to(dev, dtype)
+        ref = HFBackend(model, tok.pad_token_id, dev, decode="hf").generate(prefixes, 4, params, seed=0)
+        for path in ("hf", "torch"):
+            out = HFBackend(model, tok.pad_token_id, dev, decode=path).generate(prefixes, 4, params, seed=0)
+            same = all(x.token_ids == y.token_ids for xs, ys in zip(out, ref) for x, y in zip(xs, ys))
+            worst = 0.0
+            for p, xs in zip(prefixes, out):
+                for c in xs:
+                    with torch.no_grad():
+                        logits = model(torch.tensor([p + c.token_ids], device=dev)).logits[0].float()
+                    lp = torch.log_softmax(logits / 0.8, -1)
+                    pos = torch.arange(len(p) - 1, len(p) - 1 + len(c.token_ids), device=dev)
+                    got = torch.tensor(c.logprobs, device=dev)
+                    worst = max(worst, (lp[pos, torch.tensor(c.token_ids, device=dev)] - got).abs().max().item())
+            print(f"decode {path:5s} {name}: same samples as hf {same}, max |logprob - full forward| {worst:.1e}")
+            assert worst < TOL[name], f"decode {path} {name}: log-probs off by {worst}"
+            assert same or name != "fp32", f"decode {path} fp32 drew other samples than the HF forward"
+
+
+def check_training(tok, dev: str, steps: int) -> None:
+    """(2) GRPO and IB-TPO learn the toy reward."""
     problems = [{"id": str(i), "problem": f"Q{i}", "answer": "7"} for i in range(8)]
     for method in (Method("grpo", {"name": "chains", "G": 8}, {"name": "grpo"}, {"kl_coef": 0.001}),
                    Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 5, "K": 1, "B": 1}, {"name": "ibtpo"},
@@ -60,37 +89,99 @@ def main():
         m = build_tiny_llama(tok, n_layer=1, d_model=32, n_head=2, d_mlp=64, max_positions=64).to(dev)
         with tempfile.TemporaryDirectory() as d:
             tr = Trainer(m, tok, problems, method,
-                         TrainSettings.of(dict(steps=30, batch_problems=4, checkpoint_every=30, lr=1e-2)),
+                         TrainSettings.of(dict(steps=steps, batch_problems=4, checkpoint_every=steps, lr=1e-2)),
                          SamplingParams(max_new_tokens=3, stop_token_ids=(tok.eos_token_id,)),
                          HFBackend(m, tok.pad_token_id, dev), StartsWithSeven(), d, device=dev, log=lambda *_: None)
-            rewards = []
-            for _ in range(30):
-                rewards.append(tr.train_step()["reward_mean"])
-        print(f"{method.name} on cuda: reward first5={sum(rewards[:5]) / 5:.2f} last5={sum(rewards[-5:]) / 5:.2f}")
+            rewards = [tr.train_step()["reward_mean"] for _ in range(steps)]
+        k = max(1, steps // 6)
+        print(f"train {method.name}: reward first{k}={sum(rewards[:k]) / k:.2f} last{k}={sum(rewards[-k:]) / k:.2f}")
 
+
+def big_llama(tok, s: dict, dtype, dev: str):
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=s["width"], intermediate_size=4 * s["width"],
+                      num_hidden_layers=s["layers"], num_attention_heads=s["heads"], num_key_value_heads=s["heads"],
+                      max_position_embeddings=2048, tie_word_embeddings=True, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    return LlamaForCausalLM(cfg).to(dev, dtype).eval()
+
+
+def timed(fn, dev: str) -> float:
+    sync(dev)
+    t0 = time.perf_counter()
+    fn()
+    sync(dev)
+    return time.perf_counter() - t0
+
+
+def check_throughput(tok, dev: str, s: dict) -> dict:
+    """(3) tokens per second of the plain loop, the HF-forward loop and ``model.generate``, every row to the cap."""
+    prefixes = [tok(f"Compute {i}+{i}*{i}.\n")["input_ids"] for i in range(s["prompts"])]
+    params = SamplingParams(max_new_tokens=s["tokens"])  # no stop token: every row runs to the cap
+    n = s["prompts"] * s["samples"] * s["tokens"]
     speeds = {}
-    for name, cfg in (("tiny-1M", None), ("llama-0.5B", LlamaConfig(vocab_size=len(tok), hidden_size=1024,
-                      intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, num_key_value_heads=16,
-                      max_position_embeddings=2048, tie_word_embeddings=True))):
-        for dtype in (torch.float32, torch.bfloat16):
-            m = (build_tiny_llama(tok) if cfg is None else LlamaForCausalLM(cfg)).to(dev, dtype).eval()
-            bk = HFBackend(m, tok.pad_token_id, dev)
-            prefixes = [tok(f"Compute {i}+{i}.\n")["input_ids"] for i in range(64)]
-            params = SamplingParams(max_new_tokens=256)
-            bk.generate(prefixes[:4], 2, SamplingParams(max_new_tokens=8), seed=0)
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            res = bk.generate(prefixes, 8, params, seed=1)
-            torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
-            n = sum(len(c.token_ids) for r in res for c in r)
-            speeds[(name, dtype)] = n / dt
-            print(f"generation {name} {str(dtype).split('.')[-1]}: 512 samples x <=256 tokens: {n} tokens in {dt:.2f}s "
-                  f"= {n / dt:,.0f} tok/s")
-    print("bf16/fp32 generation speed, llama-0.5B = "
-          f"{speeds[('llama-0.5B', torch.bfloat16)] / speeds[('llama-0.5B', torch.float32)]:.2f}")
+    for name in ("fp32", "bf16"):
+        model = big_llama(tok, s, DTYPES[name], dev)
+        for path in ("torch", "hf"):
+            b = HFBackend(model, tok.pad_token_id, dev, decode=path)
+            b.generate(prefixes[:2], 2, SamplingParams(max_new_tokens=4), seed=0)  # warm-up
+            speeds[(path, name)] = n / timed(lambda: b.generate(prefixes, s["samples"], params, seed=1), dev)
+        width = max(len(p) for p in prefixes)
+        ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prefixes], device=dev)
+        mask = (torch.arange(width, device=dev)[None] >= torch.tensor([width - len(p) for p in prefixes],
+                                                                      device=dev)[:, None]).long()
+
+        def hf_generate(model=model):
+            with torch.no_grad():
+                model.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=s["tokens"],
+                               min_new_tokens=s["tokens"], num_return_sequences=s["samples"],
+                               pad_token_id=tok.pad_token_id, top_k=0)
+
+        speeds[("generate", name)] = n / timed(hf_generate, dev)
+        for path in ("torch", "hf", "generate"):
+            print(f"generation {name} {path:8s}: {s['prompts']}x{s['samples']}x{s['tokens']} tokens "
+                  f"{speeds[(path, name)]:,.0f} tok/s")
+    return speeds
+
+
+def check_step_times(tok, dev: str, s: dict) -> None:
+    """(4) one GRPO step and one IB-TPO step (after one warm-up step each) at the throughput shape."""
+    problems = [{"id": str(i), "problem": f"Compute {i}+{i}.", "answer": "7"} for i in range(s["prompts"])]
+    times = {}
+    for method in (Method("grpo", {"name": "chains", "G": s["samples"]}, {"name": "grpo"}, {"kl_coef": 0.001}),
+                   Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 9, "K": 1, "B": 1}, {"name": "ibtpo"},
+                          {"kl_coef": 0.001})):
+        m = big_llama(tok, s, torch.float32, dev).train()
+        with tempfile.TemporaryDirectory() as d:
+            tr = Trainer(m, tok, problems, method,
+                         TrainSettings.of(dict(steps=2, batch_problems=s["prompts"], checkpoint_every=100, lr=1e-5)),
+                         SamplingParams(max_new_tokens=s["step_tokens"], stop_token_ids=(tok.eos_token_id,)),
+                         HFBackend(m, tok.pad_token_id, dev), StartsWithSeven(), d, device=dev, log=lambda *_: None)
+            tr.train_step()
+            times[method.name] = timed(tr.train_step, dev)
+        print(f"step {method.name}: {times[method.name]:.2f} s")
+        del m, tr
+    print(f"IB-TPO step / GRPO step = {times['ibtpo'] / times['grpo']:.2f}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--size", choices=sorted(SIZES), default="full")
+    args = ap.parse_args(argv)
+    import transformers
+
+    dev, s = args.device, SIZES[args.size]
+    gpu = torch.cuda.get_device_name(0) if dev.startswith("cuda") else "none"
+    print(f"torch {torch.__version__} transformers {transformers.__version__} device {dev} gpu {gpu} size {args.size}")
+    tok = build_char_tokenizer()
+    check_decode_paths(tok, dev)
+    check_training(tok, dev, s["train_steps"])
+    speeds = check_throughput(tok, dev, s)
+    check_step_times(tok, dev, s)
+    print(f"plain loop / model.generate, bf16 = {speeds[('torch', 'bf16')] / speeds[('generate', 'bf16')]:.2f}")
+    return speeds
 
 
 if __name__ == "__main__":
