@@ -43,8 +43,10 @@ def test_every_path_samples_what_the_hf_forward_samples(tok, tiny_model, decode,
                 assert torch.allclose(torch.tensor(x.logprobs), lp[pos, torch.tensor(x.token_ids)], atol=TOL[dtype])
 
 
-def test_auto_picks_the_plain_loop_where_it_serves_the_model(tiny_model):
-    assert choose(tiny_model, "auto") == "torch"  # the C kernel is opt-in
+def test_auto_picks_the_fastest_path_that_serves_the_model(tiny_model):
+    from ibtpo.rollout.decode.attention_kernel import kernel
+
+    assert choose(tiny_model, "auto") == ("c" if kernel() is not None else "torch")
     assert choose(copy.deepcopy(tiny_model).to(BF16), "auto") == "torch"
     assert choose(torch.nn.Linear(2, 2), "auto") == "hf"
     assert choose(torch.nn.Linear(2, 2), "hf") == "hf"

@@ -16,7 +16,8 @@ Build: the source is compiled on first use with the system C compiler (``$CC``, 
 ``-O3 -march=native``, IEEE semantics: no ``-ffast-math``) into ``$IBTPO_KERNEL_CACHE`` (default
 ``~/.cache/ibtpo/kernels``), one file per (source, flags, compiler, resolved native target) hash
 (:func:`native_target`), written atomically so parallel jobs can race. No compiler, or a failed build,
-is an error under ``decode: c`` (the kernel is opt-in; see bench/README.md for what it costs and buys).
+leaves ``decode: auto`` on the torch path with one warning and is an error under ``decode: c`` (what the
+kernel costs and buys: bench/README.md).
 
 Result: equal to the formula up to float rounding (summation order; ~5e-7 absolute on the tiny model's
 outputs), tested in ``tests/test_attention_kernel.py``; every decode path draws the same samples
