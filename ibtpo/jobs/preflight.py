@@ -3,9 +3,9 @@
 ``python -m ibtpo --config PRESET preflight --base BASE --train-data TRAIN [--out report.json]``
 allocates what a training job allocates and runs one step's worst case at full size:
 
-1. **load**: the policy (as the train job loads it: fp32), the generation backend, and through the
-   :class:`~ibtpo.trainer.Trainer` itself the reference model (when any method has a KL term) and
-   the optimizer;
+1. **load**: the policy (as every job loads it: :func:`~ibtpo.model.load.load_policy`, fp32), the
+   generation backend, and through the :class:`~ibtpo.trainer.Trainer` itself the reference model
+   (when any method has a KL term) and the optimizer;
 2. **update** (twice: the second runs with AdamW's moment buffers allocated, as every step after the
    first does): the trainer's own ``update`` on the largest gradient-accumulation chunk of the
    preset, every sequence as long as it can be (the longest training prompt + ``rollout.max_new_tokens``
@@ -259,13 +259,6 @@ def _fake_trajectories(plan: Plan, prompt: list[int], count: int, vocab: int, se
     return out
 
 
-def _load_policy(base: str, device: str):
-    """The policy exactly as the train job loads it (:func:`ibtpo.jobs.train.run`)."""
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(device)
-
-
 @dataclasses.dataclass
 class _Preflight:
     """What the phases of one preflight share: the preset, its worst case, the device, the report
@@ -339,12 +332,13 @@ def _worst_case(cfg: dict, base: str, train_data: str | Path):
 def _load_phase(pf: _Preflight, base: str, tokenizer, problems: list[dict], run_dir: str):
     """Phase ``load``: the policy, the generation backend and, through the trainer, the reference
     model and the optimizer (one chunk, one minibatch, one pass: the update phases size the chunk)."""
+    from ..model.load import load_policy
     from ..rollout.factory import make_backend, rollout_sampling
     from ..trainer import Method, Trainer, TrainSettings
 
     cfg, plan = pf.cfg, pf.plan
     pf.start("load")
-    model = _load_policy(base, str(pf.device))
+    model = load_policy(base, str(pf.device))
     n_params = sum(p.numel() for p in model.parameters())
     pf.est = estimates(cfg, plan, n_params, int(model.config.vocab_size))
     pf.report["estimates_gib"] = pf.est

@@ -12,13 +12,13 @@ import hashlib
 import json
 from pathlib import Path
 
-import torch
 import yaml
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from .. import distributed
 from ..data.problems import load_problems
 from ..grader import Grader
+from ..model.load import load_policy
 from ..provenance import provenance
 from ..rollout.factory import make_backend, rollout_sampling
 from ..trainer import Method, Trainer, TrainSettings
@@ -59,7 +59,7 @@ def run(cfg: dict, method: str, seed: int, base: str, train_data: str | Path, ru
         mdef = cfg["method_defs"][method]
         device = str(dist.device)
         tokenizer = AutoTokenizer.from_pretrained(base)
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(device)
+        model = load_policy(base, device)
         sampling = rollout_sampling(cfg, tokenizer)
         if dist.is_main:
             (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
