@@ -138,6 +138,49 @@ def problems_for_step(n_problems: int, batch: int, seed: int, step: int) -> list
     return out
 
 
+# -- the shape of an update (pure: the trainer's loop and the preflight job both use these) -------
+
+def needs_reference(loss: LossSettings) -> bool:
+    """Whether the loss has a KL term, so the trainer keeps a frozen reference model and runs a
+    no-grad pass of it over every step's trajectories."""
+    return loss.kl_coef > 0
+
+
+def needs_old_logprobs(train: TrainSettings) -> bool:
+    """Whether an update runs a no-grad pass of the policy for the old log-probs: it does when a
+    step's trajectories are updated on more than once (several passes or minibatches). A single
+    update is on-policy: its old log-probs are its current ones."""
+    return train.ppo_epochs > 1 or train.minibatches > 1
+
+
+def split_minibatches(order, minibatches: int) -> list[np.ndarray]:
+    """``order`` (positions in the step's batch) cut into the minibatches of one pass, one
+    optimizer step each."""
+    return np.array_split(order, minibatches)
+
+
+def split_chunks(order, chunks: int, collective: bool = False) -> list[np.ndarray]:
+    """``order`` cut into at most ``chunks`` consecutive chunks, one forward (and backward) each:
+    gradient accumulation, or a no-grad log-prob pass. ``collective`` (sharded parameters, every
+    forward a collective): exactly ``chunks`` chunks, some possibly empty, so that every process
+    runs the same number of passes."""
+    order = np.asarray(order, dtype=int)
+    if collective:
+        return np.array_split(order, chunks)
+    return np.array_split(order, min(chunks, len(order))) if len(order) else []
+
+
+def largest_chunks(n: int, train: TrainSettings) -> tuple[int, int]:
+    """``(update, no-grad)``: the most sequences one gradient-accumulation chunk and one no-grad
+    log-prob chunk hold when a process updates on ``n`` trajectories (one process, unsharded)."""
+    def largest(parts) -> int:
+        return max((len(p) for p in parts), default=0)
+
+    per_minibatch = largest(split_minibatches(np.arange(n), train.minibatches))
+    return (largest(split_chunks(np.arange(per_minibatch), train.update_chunks)),
+            largest(split_chunks(np.arange(n), train.update_chunks)))
+
+
 def _pad(rows: list, R: int, device) -> torch.Tensor:
     out = torch.zeros((len(rows), R), dtype=torch.float32)
     for i, r in enumerate(rows):
@@ -167,7 +210,7 @@ class Trainer:
         # sharded parameters cannot generate (ragged decoding is no collective): keep a full copy
         self.gen_model = copy.deepcopy(model).requires_grad_(False) if self.dist.collective_forward else model
         self.ref_model = None
-        if self.loss_cfg.kl_coef > 0:
+        if needs_reference(self.loss_cfg):
             self.ref_model = self.dist.shard(copy.deepcopy(model).eval().requires_grad_(False))
         self.model = self.dist.shard(model)
         if self.gen_model is not model:
@@ -335,13 +378,8 @@ class Trainer:
         return sorted(rows, key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
 
     def _chunks(self, order) -> list[np.ndarray]:
-        """Length-sorted ``order`` cut into gradient-accumulation chunks. Under sharded parameters
-        every process runs exactly ``update_chunks`` passes (some possibly empty), since each
-        forward is a collective."""
-        order = np.asarray(order, dtype=int)
-        if self.dist.collective_forward:
-            return np.array_split(order, self.cfg.update_chunks)
-        return np.array_split(order, min(self.cfg.update_chunks, len(order))) if len(order) else []
+        """Sorted ``order`` (:meth:`_chunk_order`) cut into this run's chunks (:func:`split_chunks`)."""
+        return split_chunks(order, self.cfg.update_chunks, self.dist.collective_forward)
 
     def _idle_pass(self, model, backward: bool) -> None:
         """An empty chunk under sharded parameters: a one-token forward (and a zero backward) that
@@ -374,7 +412,6 @@ class Trainer:
         computes them while the rollout is graded); else computed here."""
         if layout is None:
             layout = [(self.dist.rank, k, len(t.response_ids)) for k, t in enumerate(trajs)]
-        need_old = self.cfg.ppo_epochs > 1 or self.cfg.minibatches > 1
         R = max((len(t.response_ids) for t in trajs), default=1)
         adv_all = _pad([t.advantages for t in trajs], R, self.device)
         if ref_all is None and self.ref_model is not None:
@@ -383,15 +420,15 @@ class Trainer:
         # The first minibatch of a single pass is updated before any optimizer step: its old
         # log-probs are its current ones (ratio 1), detached from its own forward, so the no-grad
         # pass for old log-probs covers only the later minibatches (a later pass revisits all).
-        first = np.array_split(order, self.cfg.minibatches)[0] if self.cfg.ppo_epochs == 1 else []
+        first = split_minibatches(order, self.cfg.minibatches)[0] if self.cfg.ppo_epochs == 1 else []
         on_policy = frozenset(layout[g][1] for g in first if layout[g][0] == self.dist.rank)
-        old_all = self.frozen_logprobs(self.model, trajs, R, skip=on_policy) if need_old else None
+        old_all = self.frozen_logprobs(self.model, trajs, R, skip=on_policy) if needs_old_logprobs(self.cfg) else None
         self.model.train()
         agg: dict[str, list[float]] = {}
         for epoch in range(self.cfg.ppo_epochs):
             if epoch:
                 order = self.dist.broadcast(np.random.permutation(len(layout)))
-            for i, mb in enumerate(np.array_split(order, self.cfg.minibatches)):
+            for i, mb in enumerate(split_minibatches(order, self.cfg.minibatches)):
                 local = [layout[g][1] for g in mb if layout[g][0] == self.dist.rank]
                 self.opt.zero_grad(set_to_none=True)
                 old = None if (epoch, i) == (0, 0) else old_all  # None: on-policy, old := current
