@@ -63,7 +63,7 @@ def main(argv=None):
     orig_backward = torch.Tensor.backward
     torch.Tensor.backward = clock.wrap("backward", orig_backward)
     trainer.opt.step = clock.wrap("clip+opt", trainer.opt.step)
-    trainer.dist.clip_grad_norm_ = clock.wrap("clip+opt", trainer.dist.clip_grad_norm_)
+    trainer.dist.clip_global_grad_norm_ = clock.wrap("clip+opt", trainer.dist.clip_global_grad_norm_)
     rows = []
     try:
         for k in range(a.warmup + a.steps):

@@ -1,10 +1,14 @@
-"""Process-group plumbing for multi-process training; every helper is a no-op with one process.
+"""Multi-process training: what ``accelerate`` does for the trainer, and the little it cannot.
 
 A multi-process run is started by ``accelerate launch`` (the ``train`` rule does this when
 ``train.num_processes > 1``, with a config file from ``pipelines/accelerate/``). ``accelerate``
 starts one process per device through torchrun and describes the group in the environment;
-:func:`init` joins it through accelerate's ``PartialState`` (NCCL on GPUs, gloo on CPU) and
-reads the strategy from the launch config:
+:func:`init` checks the launch config (:func:`launch_strategy`) and creates the run's
+``accelerate.Accelerator``, which joins the group (NCCL on GPUs, gloo on CPU) and says where this
+process stands (``process_index``, ``num_processes``, ``is_main_process``, ``device``). The trainer
+exchanges picklable objects with ``accelerate.utils.gather_object`` / ``broadcast_object_list`` and
+waits with ``Accelerator.wait_for_everyone``; with one process all of these are no-ops. The
+strategy comes from the launch config:
 
 - ``ddp`` (``distributed_type: MULTI_GPU``): every process holds the whole model; after the
   backward passes of a minibatch the gradients are **summed** over processes (one all-reduce
@@ -19,18 +23,33 @@ reads the strategy from the launch config:
 Why sums: each process's loss is already its share of the global loss (the loss normalisers are
 the global token / sequence counts, METHOD.md's aggregation modes over the whole batch), so the
 global gradient is the sum of the per-process gradients, not their mean. Our choice, not the
-paper's (it says nothing about parallelism): implementing the reduction here rather than through
-``DistributedDataParallel`` keeps the update exactly the one-process update on the same global
-batch, lets a process hold no trajectory of a minibatch, and needs no ``no_sync`` bookkeeping.
+paper's (it says nothing about parallelism).
+
+What :class:`Dist` keeps by hand, and why not ``Accelerator.prepare``:
+
+- the gradient sum (``ddp``): ``prepare`` wraps the model in ``DistributedDataParallel``, which
+  averages the gradients and needs every process to run the same backward passes; the sum here
+  keeps the update exactly the one-process update on the same global batch, lets a process hold
+  no trajectory of a minibatch, and needs no ``no_sync`` bookkeeping;
+- the sharding (``fsdp``): accelerate's FSDP2 ``prepare`` chooses its own units (embeddings and
+  head apart), reduces gradients as means, must take the optimizer along, and never runs on CPU
+  (there accelerate's state is ``MULTI_CPU`` whatever the launch config says), so the CPU test
+  could not exercise it;
+- the full-weight copy for generation, and the full (gathered) model and optimizer state dicts of
+  a checkpoint (accelerate's ``get_state_dict`` gathers only where its state says FSDP, not on
+  CPU, and it returns no full optimizer state).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
+from accelerate import Accelerator
+from accelerate.state import is_initialized as accelerate_initialized
+from accelerate.utils import gather_object
 
 STRATEGIES = ("single", "ddp", "fsdp")
 _BUCKET = 1 << 25  # elements per gradient all-reduce bucket (128 MiB of fp32)
@@ -72,59 +91,29 @@ def launch_strategy() -> str:
 
 @dataclass
 class Dist:
-    """Where this process stands in the group. ``Dist()`` is the one-process case."""
+    """This process in the run: its ``accelerator`` (the group, this process's place in it), the
+    ``device`` it trains on, and the ``strategy`` that splits the model over the group
+    (``single``, ``ddp`` or ``fsdp``). Build it with :func:`init` (or :func:`single`)."""
 
-    world: int = 1
-    rank: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    accelerator: Accelerator
+    device: torch.device
     strategy: str = "single"
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
     @property
     def collective_forward(self) -> bool:
         """Whether every forward/backward of the trained model is a collective (sharded parameters)."""
         return self.strategy == "fsdp"
 
-    # -- collectives (no-ops at world size 1) -----------------------------------------------
-    def gather(self, obj) -> list:
-        """Every process's ``obj``, in rank order (picklable objects)."""
-        if self.world == 1:
-            return [obj]
-        out = [None] * self.world
-        torch.distributed.all_gather_object(out, obj)
-        return out
-
-    def broadcast(self, obj):
-        """Rank 0's ``obj`` on every process."""
-        if self.world == 1:
-            return obj
-        box = [obj]
-        torch.distributed.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def sum_values(self, values: dict[str, float]) -> dict[str, float]:
-        """Per key, the sum over processes (keys a process lacks count as 0), added in rank order."""
-        if self.world == 1:
-            return values
-        out: dict[str, float] = {}
-        for d in self.gather(values):
-            for k, v in d.items():
-                out[k] = out.get(k, 0.0) + v
-        return out
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-    def close(self) -> None:
-        if self.world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
     # -- gradients --------------------------------------------------------------------------
-    def sync_gradients(self, params) -> None:
+    def clip_global_grad_norm_(self, params, max_norm: float) -> torch.Tensor:
+        """Make the gradients the global (whole-batch) gradient (:meth:`sum_gradients`), clip it in
+        place to ``max_norm`` and return its norm, as a plain tensor under every strategy."""
+        params = list(params)
+        self.sum_gradients(params)
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+
+    def sum_gradients(self, params) -> None:
         """``ddp``: replace each gradient by its sum over processes. A parameter without a gradient
         on every process keeps none (as in a one-process run); one with a gradient somewhere gets
         zeros where it has none. ``fsdp`` reduces in its backward hooks and ``single`` has nothing
@@ -157,11 +146,6 @@ class Dist:
             for g in bucket:
                 g.copy_(flat[offset:offset + g.numel()].view_as(g))
                 offset += g.numel()
-
-    def clip_grad_norm_(self, params, max_norm: float) -> torch.Tensor:
-        """Global gradient norm (clipped in place), as a plain tensor under every strategy."""
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
     # -- models under fsdp ------------------------------------------------------------------
     def shard(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -229,6 +213,27 @@ class Dist:
         set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
 
 
+def sum_values(values: dict[str, float]) -> dict[str, float]:
+    """Per key, the sum over processes (keys a process lacks count as 0), added in rank order;
+    with one process, ``values`` itself."""
+    parts = gather_object([values])
+    if len(parts) == 1:
+        return values
+    out: dict[str, float] = {}
+    for d in parts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
+def single(device: str = "cpu") -> Dist:
+    """The one-process :class:`Dist` training on ``device``. With one process the accelerator only
+    answers "rank 0 of 1" and makes the collectives no-ops, so its own device does not matter: a
+    CPU one (which probes no GPU), or, when this process already has an accelerator (its state is
+    process-wide, and one made for a GPU refuses to become a CPU one), that one's."""
+    return Dist(Accelerator(cpu=not accelerate_initialized()), torch.device(device))
+
+
 def init(device: str = "cpu", expected: int = 1) -> Dist:
     """Join the process group this process was launched into (``WORLD_SIZE`` > 1), or return the
     one-process :class:`Dist`. ``expected`` is ``train.num_processes``: a mismatch is an error,
@@ -240,12 +245,9 @@ def init(device: str = "cpu", expected: int = 1) -> Dist:
                if expected > 1 else "run it without accelerate/torchrun, or set train.num_processes")
         raise RuntimeError(f"train.num_processes is {expected} but this job runs in {world} process(es); {how}")
     if world == 1:
-        return Dist(device=torch.device(device))
-    strategy = launch_strategy()
-    from accelerate import PartialState
-
-    state = PartialState(cpu=torch.device(device).type == "cpu")
-    if state.num_processes != world:
-        raise RuntimeError(f"accelerate's process group has {state.num_processes} processes, WORLD_SIZE says {world}")
-    dev = torch.device(device) if torch.device(device).type == "cpu" else state.device
-    return Dist(world=world, rank=state.process_index, device=dev, strategy=strategy)
+        return single(device)
+    strategy = launch_strategy()  # before the Accelerator, which would fail less clearly on what it refuses
+    acc = Accelerator(cpu=torch.device(device).type == "cpu")
+    if acc.num_processes != world:
+        raise RuntimeError(f"accelerate's process group has {acc.num_processes} processes, WORLD_SIZE says {world}")
+    return Dist(acc, acc.device, strategy)

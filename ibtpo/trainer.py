@@ -14,14 +14,15 @@ resumes from the latest complete checkpoint: the data order and the per-step sam
 functions of ``(seed, step)``, and optimizer, scheduler and RNG states are restored, so a resumed
 run reproduces the uninterrupted one.
 
-Several processes (``train.num_processes``, launched by ``accelerate launch``; plumbing in
-:mod:`ibtpo.distributed`) split a step's problems: problem ``j`` of the step goes to process
-``j % world``, which samples and scores its share. The update is then the one-process update on
-the whole (global) batch: trajectories keep their global order (problem position, then leaf),
-minibatches are cut from that order, the loss normalisers are the minibatch's global token and
-sequence counts, gradients are summed over processes, logged metrics are reduced over them, and
-only process 0 writes checkpoints and ``metrics.jsonl``. Rollout seeds depend on the process
-(:func:`rollout_seed`), so runs are reproducible for a given number of processes.
+Several processes (``train.num_processes``, launched by ``accelerate launch``; the group is
+accelerate's, the model's split over it in :mod:`ibtpo.distributed`) split a step's problems:
+problem ``j`` of the step goes to process ``j % world``, which samples and scores its share. The
+update is then the one-process update on the whole (global) batch: trajectories keep their
+global order (problem position, then leaf), minibatches are cut from that order, the loss
+normalisers are the minibatch's global token and sequence counts, gradients are summed over
+processes, logged metrics are reduced over them, and only process 0 writes checkpoints and
+``metrics.jsonl``. Rollout seeds depend on the process (:func:`rollout_seed`), so runs are
+reproducible for a given number of processes.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import broadcast_object_list, gather_object
 
 from . import checkpoint as ckpt
 from .analysis.forks import FORK_KEYS, combine as combine_forks, progress as fork_progress, tree_forks
-from .distributed import Dist
+from .distributed import Dist, single, sum_values
 from .logprobs import packs, sequence_logprobs
 from .losses import policy_loss
 from .registry import build_advantage, build_sampler
@@ -138,6 +140,49 @@ def problems_for_step(n_problems: int, batch: int, seed: int, step: int) -> list
     return out
 
 
+# -- the shape of an update (pure: the trainer's loop and the preflight job both use these) -------
+
+def needs_reference(loss: LossSettings) -> bool:
+    """Whether the loss has a KL term, so the trainer keeps a frozen reference model and runs a
+    no-grad pass of it over every step's trajectories."""
+    return loss.kl_coef > 0
+
+
+def needs_old_logprobs(train: TrainSettings) -> bool:
+    """Whether an update runs a no-grad pass of the policy for the old log-probs: it does when a
+    step's trajectories are updated on more than once (several passes or minibatches). A single
+    update is on-policy: its old log-probs are its current ones."""
+    return train.ppo_epochs > 1 or train.minibatches > 1
+
+
+def split_minibatches(order, minibatches: int) -> list[np.ndarray]:
+    """``order`` (positions in the step's batch) cut into the minibatches of one pass, one
+    optimizer step each."""
+    return np.array_split(order, minibatches)
+
+
+def split_chunks(order, chunks: int, collective: bool = False) -> list[np.ndarray]:
+    """``order`` cut into at most ``chunks`` consecutive chunks, one forward (and backward) each:
+    gradient accumulation, or a no-grad log-prob pass. ``collective`` (sharded parameters, every
+    forward a collective): exactly ``chunks`` chunks, some possibly empty, so that every process
+    runs the same number of passes."""
+    order = np.asarray(order, dtype=int)
+    if collective:
+        return np.array_split(order, chunks)
+    return np.array_split(order, min(chunks, len(order))) if len(order) else []
+
+
+def largest_chunks(n: int, train: TrainSettings) -> tuple[int, int]:
+    """``(update, no-grad)``: the most sequences one gradient-accumulation chunk and one no-grad
+    log-prob chunk hold when a process updates on ``n`` trajectories (one process, unsharded)."""
+    def largest(parts) -> int:
+        return max((len(p) for p in parts), default=0)
+
+    per_minibatch = largest(split_minibatches(np.arange(n), train.minibatches))
+    return (largest(split_chunks(np.arange(per_minibatch), train.update_chunks)),
+            largest(split_chunks(np.arange(n), train.update_chunks)))
+
+
 def _pad(rows: list, R: int, device) -> torch.Tensor:
     out = torch.zeros((len(rows), R), dtype=torch.float32)
     for i, r in enumerate(rows):
@@ -151,14 +196,15 @@ class Trainer:
                  device: str = "cpu", log=print, dist: Dist | None = None):
         if not problems:
             raise ValueError("no training problems")
-        self.dist = dist or Dist(device=torch.device(device))
+        self.dist = dist or single(device)  # the model split over processes: what accelerate cannot do
+        self.accelerator = self.dist.accelerator  # this process in the group
         self.tokenizer, self.problems = tokenizer, problems
         self.method, self.cfg, self.sampling = method, train, sampling
         self.loss_cfg = LossSettings.of(method.loss)
         self.device = torch.device(device)
         self.run_dir = Path(run_dir)
         self.ckpt_root = self.run_dir / "ckpt"
-        self.log = log if self.dist.is_main else (lambda *_, **__: None)
+        self.log = log if self.accelerator.is_main_process else (lambda *_, **__: None)
         method.check_shared()
         self.sampler = build_sampler(method.sampler)
         self.advantage = build_advantage(method.advantage)  # advantage(tree): per-token values per leaf
@@ -167,7 +213,7 @@ class Trainer:
         # sharded parameters cannot generate (ragged decoding is no collective): keep a full copy
         self.gen_model = copy.deepcopy(model).requires_grad_(False) if self.dist.collective_forward else model
         self.ref_model = None
-        if self.loss_cfg.kl_coef > 0:
+        if needs_reference(self.loss_cfg):
             self.ref_model = self.dist.shard(copy.deepcopy(model).eval().requires_grad_(False))
         self.model = self.dist.shard(model)
         if self.gen_model is not model:
@@ -197,23 +243,24 @@ class Trainer:
             "scheduler": self.sched.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             "ref_model": self.dist.model_state(self.ref_model) if self.ref_model is not None else None,
-            "processes": self.dist.world,
+            "processes": self.accelerator.num_processes,
             "strategy": self.dist.strategy,
         }
 
     def try_resume(self) -> bool:
-        if self.dist.is_main:
+        if self.accelerator.is_main_process:
             ckpt.clean_partial(self.ckpt_root)
-        self.dist.barrier()
+        self.accelerator.wait_for_everyone()
         last = ckpt.latest(self.ckpt_root)
         if last is None:
             return False
         d = ckpt.step_dir(self.ckpt_root, last)
         state = torch.load(d / ckpt.STATE_FILE, weights_only=False)
         procs, strategy = state.get("processes", 1), state.get("strategy", "single")
-        if procs != self.dist.world or (strategy == "fsdp") != (self.dist.strategy == "fsdp"):
+        world = self.accelerator.num_processes
+        if procs != world or (strategy == "fsdp") != (self.dist.strategy == "fsdp"):
             raise RuntimeError(
-                f"checkpoint {d} was written by a {procs}-process '{strategy}' run; this run has {self.dist.world} "
+                f"checkpoint {d} was written by a {procs}-process '{strategy}' run; this run has {world} "
                 f"process(es) ('{self.dist.strategy}'). Rollout seeds and the optimizer state layout depend on "
                 f"that, so it cannot resume here: restore train.num_processes / train.parallel "
                 f"or remove {self.ckpt_root}")
@@ -235,7 +282,7 @@ class Trainer:
         if self.ref_model is not None and state.get("ref_model") is not None:
             self.dist.load_model_state(self.ref_model, state["ref_model"])
         self.step, self.cum_tokens = state["step"], state["cum_tokens"]
-        if self.dist.is_main:
+        if self.accelerator.is_main_process:
             self._truncate_metrics(self.step)
         self.log(f"[train] resumed from {d} (step {self.step})")
         return True
@@ -250,18 +297,19 @@ class Trainer:
         """Checkpoint the current step; process 0 writes it, every process waits for it."""
         state = self.state_dict()
         path = ckpt.step_dir(self.ckpt_root, self.step)
-        if self.dist.is_main:
+        if self.accelerator.is_main_process:
             path = ckpt.save(self.ckpt_root, self.step, self.gen_model, self.tokenizer, state)
-        self.dist.barrier()
+        self.accelerator.wait_for_everyone()
         return path
 
     # -- one step ----------------------------------------------------------------------------
     def train_step(self) -> dict:
         t0 = time.perf_counter()
         idx = problems_for_step(len(self.problems), self.cfg.batch_problems, self.cfg.seed, self.step)
-        mine = list(range(self.dist.rank, len(idx), self.dist.world))  # this process's problem positions
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        mine = list(range(rank, len(idx), world))  # this process's problem positions
         batch = [self.problems[idx[j]] for j in mine]
-        seed = rollout_seed(self.cfg.seed, self.step, self.dist.rank)
+        seed = rollout_seed(self.cfg.seed, self.step, rank)
         trees = self.sampler.sample(batch, self.ctx, seed=seed) if batch else []
         t_gen = time.perf_counter() - t0
         self.ctx.backend.release()  # colocated engines free their memory for the update
@@ -307,9 +355,9 @@ class Trainer:
     def _global_layout(self, positions: list[int], trajs: list[Trajectory]) -> list[tuple[int, int, int]]:
         """``(process, local index, response tokens)`` of every trajectory of the step, in the
         one-process order (problem position in the step, then leaf order)."""
-        local = [(positions[t.problem_index], k, len(t.response_ids)) for k, t in enumerate(trajs)]
-        rows = sorted((pos, rank, k, n) for rank, part in enumerate(self.dist.gather(local)) for pos, k, n in part)
-        return [(rank, k, n) for _, rank, k, n in rows]
+        rank = self.accelerator.process_index
+        local = [(positions[t.problem_index], rank, k, len(t.response_ids)) for k, t in enumerate(trajs)]
+        return [(r, k, n) for _, r, k, n in sorted(gather_object(local))]
 
     def _rollout_stats(self, positions: list[int], trees, trajs: list[Trajectory]) -> list[dict]:
         """Per problem of the whole step (gathered from every process, in problem order): what the
@@ -323,7 +371,7 @@ class Trainer:
                   "lengths": [len(t.response_ids) for t in ts], "truncated": [t.truncated for t in ts],
                   "gen_tokens": tree.generated_tokens, "forks": tree_forks(tree)}
                  for i, (tree, ts) in enumerate(zip(trees, per_tree))]
-        return sorted((r for part in self.dist.gather(local) for r in part), key=lambda r: r["pos"])
+        return sorted(gather_object(local), key=lambda r: r["pos"])
 
     @staticmethod
     def _chunk_order(model, trajs: list[Trajectory], rows) -> list[int]:
@@ -335,13 +383,8 @@ class Trainer:
         return sorted(rows, key=lambda i: len(trajs[i].prompt_ids) + len(trajs[i].response_ids))
 
     def _chunks(self, order) -> list[np.ndarray]:
-        """Length-sorted ``order`` cut into gradient-accumulation chunks. Under sharded parameters
-        every process runs exactly ``update_chunks`` passes (some possibly empty), since each
-        forward is a collective."""
-        order = np.asarray(order, dtype=int)
-        if self.dist.collective_forward:
-            return np.array_split(order, self.cfg.update_chunks)
-        return np.array_split(order, min(self.cfg.update_chunks, len(order))) if len(order) else []
+        """Sorted ``order`` (:meth:`_chunk_order`) cut into this run's chunks (:func:`split_chunks`)."""
+        return split_chunks(order, self.cfg.update_chunks, self.dist.collective_forward)
 
     def _idle_pass(self, model, backward: bool) -> None:
         """An empty chunk under sharded parameters: a one-token forward (and a zero backward) that
@@ -372,9 +415,9 @@ class Trainer:
         places this process's trajectories in the global batch; without it the batch is local.
         ``ref_all``: the reference log-probs of ``trajs`` when already computed (train_step
         computes them while the rollout is graded); else computed here."""
+        rank = self.accelerator.process_index
         if layout is None:
-            layout = [(self.dist.rank, k, len(t.response_ids)) for k, t in enumerate(trajs)]
-        need_old = self.cfg.ppo_epochs > 1 or self.cfg.minibatches > 1
+            layout = [(rank, k, len(t.response_ids)) for k, t in enumerate(trajs)]
         R = max((len(t.response_ids) for t in trajs), default=1)
         adv_all = _pad([t.advantages for t in trajs], R, self.device)
         if ref_all is None and self.ref_model is not None:
@@ -383,23 +426,22 @@ class Trainer:
         # The first minibatch of a single pass is updated before any optimizer step: its old
         # log-probs are its current ones (ratio 1), detached from its own forward, so the no-grad
         # pass for old log-probs covers only the later minibatches (a later pass revisits all).
-        first = np.array_split(order, self.cfg.minibatches)[0] if self.cfg.ppo_epochs == 1 else []
-        on_policy = frozenset(layout[g][1] for g in first if layout[g][0] == self.dist.rank)
-        old_all = self.frozen_logprobs(self.model, trajs, R, skip=on_policy) if need_old else None
+        first = split_minibatches(order, self.cfg.minibatches)[0] if self.cfg.ppo_epochs == 1 else []
+        on_policy = frozenset(layout[g][1] for g in first if layout[g][0] == rank)
+        old_all = self.frozen_logprobs(self.model, trajs, R, skip=on_policy) if needs_old_logprobs(self.cfg) else None
         self.model.train()
         agg: dict[str, list[float]] = {}
         for epoch in range(self.cfg.ppo_epochs):
             if epoch:
-                order = self.dist.broadcast(np.random.permutation(len(layout)))
-            for i, mb in enumerate(np.array_split(order, self.cfg.minibatches)):
-                local = [layout[g][1] for g in mb if layout[g][0] == self.dist.rank]
+                order = broadcast_object_list([np.random.permutation(len(layout))])[0]  # rank 0's order
+            for i, mb in enumerate(split_minibatches(order, self.cfg.minibatches)):
+                local = [layout[g][1] for g in mb if layout[g][0] == rank]
                 self.opt.zero_grad(set_to_none=True)
                 old = None if (epoch, i) == (0, 0) else old_all  # None: on-policy, old := current
                 m = self._accumulate_gradients(local, trajs, adv_all, old, ref_all,
                                                n_tokens=float(sum(layout[g][2] for g in mb)), n_seqs=float(len(mb)))
-                m = self.dist.sum_values(m)
-                self.dist.sync_gradients(self.model.parameters())
-                gnorm = self.dist.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                m = sum_values(m)
+                gnorm = self.dist.clip_global_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
                 if not torch.isfinite(gnorm):
                     raise FloatingPointError(f"non-finite gradient norm at step {self.step + 1}; step refused")
                 self.opt.step()
@@ -451,13 +493,13 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.try_resume()
         metrics_path = self.run_dir / "metrics.jsonl"
-        if self.dist.is_main and self.step == 0 and not ckpt.list_steps(self.ckpt_root):
+        if self.accelerator.is_main_process and self.step == 0 and not ckpt.list_steps(self.ckpt_root):
             metrics_path.write_text("")
         t_start = time.perf_counter()
         while self.step < self.cfg.steps:
             m = self.train_step()
             m["method"] = self.method.name
-            if self.dist.is_main:
+            if self.accelerator.is_main_process:
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(m) + "\n")
             self.log(

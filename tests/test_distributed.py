@@ -78,7 +78,8 @@ def make_trainer(run_dir, steps, dist=None, problems=PROBLEMS, batch=4):
     method = Method("toy", {"name": "chains_per_problem", "G": 4}, {"name": "grpo"},
                     {"kl_coef": 0.05, "entropy_coef": 0.01})
     settings = TrainSettings.of(dict(steps=steps, batch_problems=batch, checkpoint_every=1, lr=1e-2, ppo_epochs=2,
-                                     minibatches=2, update_chunks=5, num_processes=dist.world if dist else 1), seed=3)
+                                     minibatches=2, update_chunks=5,
+                                     num_processes=dist.accelerator.num_processes if dist else 1), seed=3)
     device = str(dist.device) if dist else "cpu"
     return Trainer(model, tok, problems, method, settings, sampling, HFBackend(model, tok.pad_token_id, device),
                    ParityReward(), run_dir, device=device, log=print, dist=dist)
@@ -130,9 +131,10 @@ def worker(out: Path, steps: int) -> None:
     tr = make_trainer(out / "run", steps, dist)
     grads = capture_first_gradients(tr)
     tr.fit()
-    torch.save({"params": full_params(tr), "grads": grads, "strategy": dist.strategy, "world": dist.world},
-               out / f"rank{dist.rank}_steps{steps}.pt")
-    dist.close()
+    acc = dist.accelerator
+    torch.save({"params": full_params(tr), "grads": grads, "strategy": dist.strategy, "world": acc.num_processes},
+               out / f"rank{acc.process_index}_steps{steps}.pt")
+    acc.end_training()
 
 
 def launch(parallel: str, out: Path, steps: int) -> subprocess.CompletedProcess:
@@ -141,7 +143,9 @@ def launch(parallel: str, out: Path, steps: int) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
            str(REPO / "pipelines" / "accelerate" / f"{parallel}.yaml"), "--num_processes", "2",
            "--main_process_port", str(free_port()), __file__, "--worker", str(out), str(steps)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    # PYTHONPATH: the workers import this checkout's ibtpo (not whatever the environment has installed)
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": path}
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     return r

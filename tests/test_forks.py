@@ -122,14 +122,14 @@ def test_trainer_logs_fork_statistics_only_for_tree_samplers(tok, tmp_path):
     assert f"fork root={100 * tree['fork_root_share']:.0f}% pos={tree['fork_position']:.2f}" in line
 
 
-def test_step_fork_statistics_pool_every_process(tok, tmp_path):
+def test_step_fork_statistics_pool_every_process(tok, tmp_path, monkeypatch):
     """``_rollout_stats`` carries each tree's fork summary through the gather over processes."""
     tr = make_trainer(tok, tmp_path, steps=1)
     ctx = RolloutContext(StepBackend(tok), tok, AlwaysRight(), SamplingParams(max_new_tokens=50))
     mine = IBTreeSampler(2, 3, 1, 1, selection="random").sample(PROBLEMS[:2], ctx, seed=1)
     other = IBTreeSampler(2, 5, 1, 1, selection="random").sample(PROBLEMS[2:], ctx, seed=2)
     other_rows = [{"pos": 1 + 2 * i, "forks": tree_forks(t)} for i, t in enumerate(other)]
-    tr.dist.gather = lambda local: [local, other_rows]  # as if a second process held problem 1
+    monkeypatch.setattr("ibtpo.trainer.gather_object", lambda local: local + other_rows)  # a second process
     roll = tr._rollout_stats([0, 2], mine, [])
     assert combine([r["forks"] for r in roll]) == fork_stats(mine + other)
     assert fork_stats(mine + other)["n_forks"] == 2 * 2 + 1 * 4

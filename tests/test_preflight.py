@@ -18,6 +18,7 @@ from ibtpo.jobs import preflight
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_NEW = 12
+BASE_TRAIN = {"steps": 1, "batch_problems": 1, "checkpoint_every": 1}
 PROBLEMS = ["Compute 1+2.", "Compute (14+22)*3-17.", "Compute 4*5.", "Compute ((3+4)*(5+6))-7*8.", "Compute 9-3."]
 
 
@@ -65,7 +66,20 @@ def test_plan_sizes_follow_the_trainer_chunking():
     cfg["method_defs"]["grpo"]["loss"]["kl_coef"] = 0.0
     p = preflight.make_plan(cfg, 7)
     assert p.entropy_term and p.reference_model  # worst case over methods: grpo_entropy has both
-    assert [preflight.largest_split(n, k) for n, k in ((15, 2), (3, 8), (0, 4), (16, 4))] == [8, 1, 0, 4]
+
+
+def test_largest_chunks_are_the_largest_the_trainer_cuts():
+    """Preflight sizes its worst case with the trainer's own splitting (``largest_chunks``); here the
+    sizes are checked against the chunks ``split_minibatches`` / ``split_chunks`` actually make."""
+    from ibtpo.trainer import TrainSettings, largest_chunks, split_chunks, split_minibatches
+
+    for n, minibatches, chunks in ((15, 2, 2), (3, 1, 8), (0, 2, 4), (16, 1, 4), (10, 3, 4), (7, 8, 3)):
+        t = TrainSettings.of({**BASE_TRAIN, "minibatches": minibatches, "update_chunks": chunks})
+        update = [len(c) for mb in split_minibatches(range(n), minibatches) for c in split_chunks(mb, chunks)]
+        frozen = [len(c) for c in split_chunks(range(n), chunks)]
+        assert largest_chunks(n, t) == (max(update, default=0), max(frozen, default=0)), (n, minibatches, chunks)
+    assert [largest_chunks(n, TrainSettings.of({**BASE_TRAIN, "minibatches": 1, "update_chunks": k}))[1]
+            for n, k in ((15, 2), (3, 8), (0, 4), (16, 4))] == [8, 1, 0, 4]
 
 
 def test_preflight_runs_every_phase_at_full_size(setup, tok, tiny_model, tmp_path):

@@ -27,6 +27,35 @@ def test_tiny_llama_reloads_offline(tok, tiny_model, tmp_path):
         assert torch.allclose(tiny_model(x).logits, m2(x).logits, atol=1e-6)
 
 
+def test_load_policy_gives_fp32_on_the_device_in_eval_mode(tok, tiny_model, tmp_path):
+    """Every job's policy load: float32 whatever the checkpoint's dtype, the saved weights, eval mode,
+    transformers' default attention implementation (what a plain ``from_pretrained`` picks)."""
+    import copy
+
+    from ibtpo.model.load import load_policy
+
+    copy.deepcopy(tiny_model).to(torch.bfloat16).save_pretrained(tmp_path)
+    m = load_policy(tmp_path, "cpu")
+    assert {p.dtype for p in m.parameters()} == {torch.float32}
+    assert {p.device.type for p in m.parameters()} == {"cpu"}
+    assert not any(mod.training for mod in m.modules())
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert m.config._attn_implementation == saved.config._attn_implementation
+    for (n, p), (_, q) in zip(m.named_parameters(), saved.named_parameters()):
+        assert torch.equal(p, q.float()), n
+
+
+def test_every_job_loads_the_policy_through_load_policy():
+    """One policy load: no job calls ``AutoModelForCausalLM`` itself."""
+    from pathlib import Path
+
+    import ibtpo.jobs
+
+    jobs = Path(ibtpo.jobs.__file__).parent
+    assert [p.name for p in sorted(jobs.glob("*.py")) if "AutoModelForCausalLM" in p.read_text()] == []
+    assert all("load_policy(" in (jobs / f"{job}.py").read_text() for job in ("train", "probe", "table3", "preflight"))
+
+
 def test_sft_lowers_loss(tok):
     from ibtpo.data.arithmetic import ArithmeticSpec, generate
     from ibtpo.model.sft import sft

@@ -3,9 +3,9 @@
 ``python -m ibtpo --config PRESET preflight --base BASE --train-data TRAIN [--out report.json]``
 allocates what a training job allocates and runs one step's worst case at full size:
 
-1. **load**: the policy (as the train job loads it: fp32), the generation backend, and through the
-   :class:`~ibtpo.trainer.Trainer` itself the reference model (when any method has a KL term) and
-   the optimizer;
+1. **load**: the policy (as every job loads it: :func:`~ibtpo.model.load.load_policy`, fp32), the
+   generation backend, and through the :class:`~ibtpo.trainer.Trainer` itself the reference model
+   (when any method has a KL term) and the optimizer;
 2. **update** (twice: the second runs with AdamW's moment buffers allocated, as every step after the
    first does): the trainer's own ``update`` on the largest gradient-accumulation chunk of the
    preset, every sequence as long as it can be (the longest training prompt + ``rollout.max_new_tokens``
@@ -61,27 +61,20 @@ class PreflightFailed(RuntimeError):
 # Sizes (pure)
 # ------------------------------------------------------------------------------------------------
 
-def largest_split(n: int, parts: int) -> int:
-    """Largest piece of ``np.array_split`` of ``n`` items into ``min(parts, n)`` pieces."""
-    if n <= 0:
-        return 0
-    return math.ceil(n / min(parts, n))
-
-
 @dataclasses.dataclass
 class Plan:
     method: str  # the method with the most trajectories per problem
     G: int
     problems: int  # problems per process per step
     trajectories: int  # problems * G
-    update_chunk: int  # sequences in the largest gradient-accumulation chunk
+    update_chunk: int  # sequences in the largest gradient-accumulation chunk (trainer.largest_chunks)
     frozen_chunk: int  # sequences in the largest no-grad log-prob chunk
     prompt_tokens: int  # the longest training prompt
     max_new_tokens: int
     seq_len: int
-    reference_model: bool
+    reference_model: bool  # trainer.needs_reference
     entropy_term: bool
-    need_old: bool  # a no-grad pass of the policy for old log-probs (several updates per batch)
+    need_old: bool  # a no-grad pass of the policy for old log-probs (trainer.needs_old_logprobs)
     loss: dict
     processes: int = 1
     parallel: str = "single"
@@ -99,7 +92,11 @@ def sampler_G(sampler: dict) -> int:
 
 
 def make_plan(cfg: dict, prompt_tokens: int) -> Plan:
-    """The worst case over ``cfg['methods']`` (see the module doc)."""
+    """The worst case over ``cfg['methods']`` (see the module doc), sized by the trainer's own rules
+    (:func:`~ibtpo.trainer.largest_chunks`, :func:`~ibtpo.trainer.needs_old_logprobs`,
+    :func:`~ibtpo.trainer.needs_reference`)."""
+    from ..trainer import LossSettings, TrainSettings, largest_chunks, needs_old_logprobs, needs_reference
+
     t = cfg["train"]
     mdefs = {m: cfg["method_defs"][m] for m in cfg["methods"]}
     Gs = {m: sampler_G(d["sampler"]) for m, d in mdefs.items()}
@@ -108,17 +105,17 @@ def make_plan(cfg: dict, prompt_tokens: int) -> Plan:
     kl = max(float(l["kl_coef"]) for l in losses)
     ent = max(float(l["entropy_coef"]) for l in losses)
     loss = {**mdefs[method]["loss"], "kl_coef": kl, "entropy_coef": ent}
-    processes = int(t["num_processes"])
-    problems = math.ceil(t["batch_problems"] / processes)
+    settings = TrainSettings.of(t)
+    processes = settings.num_processes
+    problems = math.ceil(settings.batch_problems / processes)
     n = problems * Gs[method]
-    minibatches, chunks = int(t["minibatches"]), int(t["update_chunks"])
+    update_chunk, frozen_chunk = largest_chunks(n, settings)
     max_new = cfg["rollout"]["max_new_tokens"]
-    return Plan(method=method, G=Gs[method], problems=problems, trajectories=n,
-                update_chunk=largest_split(largest_split(n, minibatches), chunks),
-                frozen_chunk=largest_split(n, chunks), prompt_tokens=prompt_tokens, max_new_tokens=max_new,
-                seq_len=prompt_tokens + max_new, reference_model=kl > 0, entropy_term=ent > 0,
-                need_old=int(t["ppo_epochs"]) > 1 or minibatches > 1, loss=loss, processes=processes,
-                parallel=t["parallel"] if processes > 1 else "single")
+    return Plan(method=method, G=Gs[method], problems=problems, trajectories=n, update_chunk=update_chunk,
+                frozen_chunk=frozen_chunk, prompt_tokens=prompt_tokens, max_new_tokens=max_new,
+                seq_len=prompt_tokens + max_new, reference_model=needs_reference(LossSettings.of(loss)),
+                entropy_term=ent > 0, need_old=needs_old_logprobs(settings), loss=loss, processes=processes,
+                parallel=settings.parallel if processes > 1 else "single")
 
 
 def longest_prompt(problems: list[dict], tokenizer, template: str) -> tuple[int, list[int]]:
@@ -259,13 +256,6 @@ def _fake_trajectories(plan: Plan, prompt: list[int], count: int, vocab: int, se
     return out
 
 
-def _load_policy(base: str, device: str):
-    """The policy exactly as the train job loads it (:func:`ibtpo.jobs.train.run`)."""
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(device)
-
-
 @dataclasses.dataclass
 class _Preflight:
     """What the phases of one preflight share: the preset, its worst case, the device, the report
@@ -339,12 +329,13 @@ def _worst_case(cfg: dict, base: str, train_data: str | Path):
 def _load_phase(pf: _Preflight, base: str, tokenizer, problems: list[dict], run_dir: str):
     """Phase ``load``: the policy, the generation backend and, through the trainer, the reference
     model and the optimizer (one chunk, one minibatch, one pass: the update phases size the chunk)."""
+    from ..model.load import load_policy
     from ..rollout.factory import make_backend, rollout_sampling
     from ..trainer import Method, Trainer, TrainSettings
 
     cfg, plan = pf.cfg, pf.plan
     pf.start("load")
-    model = _load_policy(base, str(pf.device))
+    model = load_policy(base, str(pf.device))
     n_params = sum(p.numel() for p in model.parameters())
     pf.est = estimates(cfg, plan, n_params, int(model.config.vocab_size))
     pf.report["estimates_gib"] = pf.est

@@ -27,12 +27,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from ..data.problems import load_problems
 from ..grading import Grader
 from ..ib_score import IBParams, cov_eta, ib_score, non_leaf_nodes
+from ..model.load import load_policy
 from ..registry import build_sampler
 from ..rollout.context import RolloutContext
 from ..rollout.factory import make_backend, rollout_sampling
@@ -84,7 +84,7 @@ def run(cfg: dict, checkpoint: str | Path, bench_dir: str | Path, out_json: str 
     ib = IBParams.of(pr.get("ib"))
     sampler = build_sampler(pr["sampler"], ib)
     tok = AutoTokenizer.from_pretrained(str(checkpoint))
-    model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32).to(cfg["device"]).eval()
+    model = load_policy(checkpoint, cfg["device"])
     trees = []
     with Grader.from_spec(cfg["evaluation"]) as grader:
         ctx = RolloutContext(make_backend(cfg, model, tok), tok, grader, rollout_sampling(cfg, tok),

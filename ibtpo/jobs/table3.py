@@ -12,8 +12,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from ..analysis.branching import sampler_stats
 from ..analysis.forks import fork_stats
@@ -21,6 +20,7 @@ from ..analysis.results import write_all
 from ..data.problems import load_problems
 from ..grading import Grader
 from ..ib_score import IBParams
+from ..model.load import load_policy
 from ..registry import build_sampler
 from ..rollout.context import RolloutContext
 from ..rollout.factory import make_backend, rollout_sampling
@@ -47,7 +47,7 @@ def run(cfg: dict, checkpoints: dict[str, str], problems_path: str, out_csv: str
     with Grader.from_spec(cfg["evaluation"]) as grader:
         for label, path in checkpoints.items():
             tok = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(cfg["device"]).eval()
+            model = load_policy(path, cfg["device"])
             ctx = RolloutContext(make_backend(cfg, model, tok), tok, grader, rollout_sampling(cfg, tok),
                                  cfg["prompt_template"])
             for name, spec in samplings:

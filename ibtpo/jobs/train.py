@@ -12,13 +12,13 @@ import hashlib
 import json
 from pathlib import Path
 
-import torch
 import yaml
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from .. import distributed
 from ..data.problems import load_problems
 from ..grading import Grader
+from ..model.load import load_policy
 from ..provenance import provenance
 from ..rollout.factory import make_backend, rollout_sampling
 from ..trainer import Method, Trainer, TrainSettings
@@ -51,19 +51,20 @@ def run(cfg: dict, method: str, seed: int, base: str, train_data: str | Path, ru
     run_dir = Path(run_dir)
     settings = TrainSettings.of(cfg["train"], seed=seed)
     dist = distributed.init(cfg["device"], settings.num_processes)
+    acc = dist.accelerator
     try:
-        if dist.is_main:
+        if acc.is_main_process:
             run_dir.mkdir(parents=True, exist_ok=True)
             set_aside_stale(run_dir, run_fingerprint(cfg, method, seed, base), log)
-        dist.barrier()
+        acc.wait_for_everyone()
         mdef = cfg["method_defs"][method]
         device = str(dist.device)
         tokenizer = AutoTokenizer.from_pretrained(base)
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(device)
+        model = load_policy(base, device)
         sampling = rollout_sampling(cfg, tokenizer)
-        if dist.is_main:
+        if acc.is_main_process:
             (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-            extra = {"processes": dist.world, "parallel": dist.strategy} if dist.world > 1 else {}
+            extra = {"processes": acc.num_processes, "parallel": dist.strategy} if acc.num_processes > 1 else {}
             (run_dir / "provenance.json").write_text(json.dumps(
                 provenance(job="train", method=method, seed=seed, base=str(base), answer=cfg["evaluation"]["answer"],
                            **extra), indent=1))
@@ -73,12 +74,12 @@ def run(cfg: dict, method: str, seed: int, base: str, train_data: str | Path, ru
                               settings, sampling, make_backend(cfg, model, tokenizer, device), grader, run_dir,
                               cfg["prompt_template"], device, log=log, dist=dist)
             trainer.fit()
-            counts = dist.sum_values({"calls": grader.calls, "timeouts": grader.timeouts})
-            if dist.is_main:
+            counts = distributed.sum_values({"calls": grader.calls, "timeouts": grader.timeouts})
+            if acc.is_main_process:
                 (run_dir / "grader.json").write_text(json.dumps({k: int(v) for k, v in counts.items()}))
-        dist.barrier()
+        acc.wait_for_everyone()
     finally:
-        dist.close()
+        acc.end_training()  # leaves the process group
 
 
 def add_arguments(p) -> None:
