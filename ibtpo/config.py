@@ -267,6 +267,11 @@ def _check_data(cfg: dict) -> list[str]:
                 problems.append(f"{where}.path: {path.name} looks like a {other} file; use source: {other}")
         if src == "registry":
             problems += _registry_problems(cfg, where, ds)
+        if isinstance(ds.get("answer_field"), dict):
+            from .data.answer_rules import rule_problem
+
+            problem = rule_problem(ds["answer_field"])
+            problems += [f"{where}.answer_field: {problem}"] if problem else []
     return problems
 
 

@@ -20,7 +20,22 @@ Normalisation (:func:`normalise_answer`, used by the registry and by jsonl / par
   lists are alternative spellings instead, this rule grades the single value wrong: ``make_data``
   logs how many rows of each set had multi-element lists, so that case is visible. An empty list is a
   missing answer.
+  A list holding a list (``[["1", "2"]]``) is an error, not flattened.
 * ``integer=True`` (AIME, AMC, DAPO-Math-17K in the registry): anything but ``-?\\d+`` is an error.
+
+Answer shape (:func:`shape_problem`)
+------------------------------------
+Before any gold is graded, golds that do not look like answers are flagged: a gold holding ``####``
+or ``\\boxed`` / ``\\fbox``, spanning several lines, or longer than :data:`MAX_GOLD_CHARS` (80)
+characters of prose (at least :data:`PROSE_WORDS` words of two or more letters once LaTeX commands are
+removed, so a long matrix or polynomial is not prose). Such a gold is a whole solution read through a
+wrong mapping (GSM8K's ``answer`` field, MATH's ``solution``): the self-check cannot see it, because
+``\\boxed{whole solution}`` grades correct against itself. The message names the first rows and the
+``answer_field`` rule that takes the answer out (:mod:`ibtpo.data.answer_rules`); flagged rows are not
+graded. On the offline copies no gold of MATH-500, AIME 2024/2025, AMC 2023 or DAPO-Math-17K is
+flagged (the longest, 53 characters, is a MATH-500 matrix). The summary counts distinct golds, and
+``make_data`` notes a set of 10 rows or more whose golds are all the same (a mapping that reads a
+constant).
 
 Self-check (:func:`gold_failures`)
 ----------------------------------
@@ -100,6 +115,9 @@ def normalise_answer(x, integer: bool, where: str) -> str:
     if isinstance(x, list):
         if not x:
             raise DataError(f"{where}: missing answer (empty list)")
+        if any(isinstance(v, (list, tuple)) for v in x):
+            raise DataError(f"{where}: answer {x!r} is a list holding a list; give one value or a flat list "
+                            "(nested lists are not flattened)")
         if len(x) == 1:
             return normalise_answer(x[0], integer, where)
         if integer:
@@ -174,26 +192,93 @@ def row_findings(row: dict) -> list[str]:
 
 
 # -------------------------------------------------------------------------------------------
+# answer shape
+
+MAX_GOLD_CHARS = 80   # a longer gold of prose is a solution, not an answer
+PROSE_WORDS = 6       # ... when it holds at least this many words (LaTeX commands removed)
+SAME_GOLD_MIN_ROWS = 10  # a set of at least this many rows whose golds are all one value is noted
+_LATEX_NAME_RE = re.compile(r"\\(?:begin|end)\{[^}]*\}|\\[A-Za-z]+")
+_WORD_RE = re.compile(r"[A-Za-z]{2,}")
+_SHAPE_FIX = {
+    "holds '####'": "answer_field: {{field: {f}, after: '####'}}",
+    "holds \\boxed": "answer_field: {{field: {f}, boxed: last}}",
+}
+_SOLUTION_FIX = ("answer_field: {{field: {f}, after: '<marker>'}}, {{field: {f}, boxed: last}} or "
+                 "{{field: {f}, regex: '<pattern>'}}")
+
+
+def prose_words(text: str) -> int:
+    """How many words of two or more letters ``text`` holds outside LaTeX command names."""
+    return len(_WORD_RE.findall(_LATEX_NAME_RE.sub(" ", text)))
+
+
+def shape_problem(gold: str) -> str | None:
+    """Why ``gold`` does not look like an answer (``None``: it does); rules in the module docstring."""
+    if "####" in gold:
+        return "holds '####'"
+    if "\\boxed" in gold or "\\fbox" in gold:
+        return "holds \\boxed"
+    if "\n" in gold.strip():
+        return "spans several lines"
+    if len(gold) > MAX_GOLD_CHARS and prose_words(gold) >= PROSE_WORDS:
+        return f"is {len(gold)} characters of prose"
+    return None
+
+
+def shape_message(flagged: list[tuple[dict, str]], n_rows: int, label: str, answer_field: str, fix: str,
+                  show: int = 5) -> str:
+    """One message for the golds that do not look like answers: the count, the first ``show`` ids with
+    why and a preview, the ``answer_field`` rule(s) that would take the answer out, then ``fix`` (how to
+    keep them anyway)."""
+    first = "; ".join(f"id {r['id']!r} ({why}: {_preview(r['answer'])})" for r, why in flagged[:show])
+    more = f"; and {len(flagged) - show} more" if len(flagged) > show else ""
+    kinds = dict.fromkeys(why for _, why in flagged)
+    fixes = dict.fromkeys(_SHAPE_FIX.get(k, _SOLUTION_FIX).format(f=answer_field) for k in kinds)
+    return (f"{label}: {len(flagged)} of {n_rows} golds do not look like answers: {first}{more}. The gold holds a "
+            f"solution, not its answer (answer_field: {answer_field}): use " + " or ".join(fixes) + f", {fix}.")
+
+
+def _preview(text: str, n: int = 40) -> str:
+    """``text`` shortened to its first and last characters, quoted (newlines escaped)."""
+    return repr(text if len(text) <= 2 * n else text[:n] + " ... " + text[-n:])
+
+
+def same_gold_note(rows: list[dict]) -> str | None:
+    """A note when a set of :data:`SAME_GOLD_MIN_ROWS` rows or more has one gold for every row."""
+    golds = {r["answer"] for r in rows}
+    if len(rows) >= SAME_GOLD_MIN_ROWS and len(golds) == 1:
+        return (f"all {len(rows)} golds are the same ({next(iter(golds))!r}): check the answer_field mapping")
+    return None
+
+
+# -------------------------------------------------------------------------------------------
 # the self-check
 
 
 def gold_failures(rows: list[dict], grader) -> tuple[list[dict], int]:
     """Rows whose gold, written as ``\\boxed{gold}``, is not graded correct against itself by
     ``grader`` (an :class:`ibtpo.grading.Grader`), and how many distinct golds hit its time limit."""
+    if not rows:
+        return [], 0
     golds = sorted({r["answer"] for r in rows})
     before = grader.timeouts
     ok = dict(zip(golds, grader.grade_many([(g, f"\\boxed{{{g}}}") for g in golds])))
     return [r for r in rows if not ok[r["answer"]]], grader.timeouts - before
 
 
-def check_rows(rows: list[dict], label: str, grader, key: str, show: int = 5) -> tuple[list[str], dict]:
-    """Every problem of a math set: the self-check and the control-character scan. Returns the
-    problems found (one message per kind, naming ``label`` -- the config key and file -- the count
-    and the first ``show`` ids; empty when all is well) and a small summary (counts)."""
-    bad, timeouts = gold_failures(rows, grader)
+def check_rows(rows: list[dict], label: str, grader, key: str, show: int = 5,
+               answer_field: str = "answer") -> tuple[list[str], dict]:
+    """Every problem of a math set: the answer-shape scan, then the self-check of the golds that look
+    like answers, and the control-character scan. Returns the problems found (one message per kind,
+    naming ``label`` -- the config key and file -- the count and the first ``show`` ids; empty when all
+    is well) and a small summary (counts). ``answer_field``: the field the golds were read from, for
+    the fix a shape finding suggests."""
+    shaped = [(r, why) for r in rows if (why := shape_problem(r["answer"]))]
+    shaped_ids = {id(r) for r, _ in shaped}
+    bad, timeouts = gold_failures([r for r in rows if id(r) not in shaped_ids], grader)
     flagged = [(r, f) for r in rows if (f := row_findings(r))]
-    messages = []
     fix = f"or set {key}.gold_check: warn (or data.gold_check: warn) to keep them as they are"
+    messages = [shape_message(shaped, len(rows), label, answer_field, fix, show)] if shaped else []
     if bad:
         first = "; ".join(f"id {r['id']!r} (gold {r['answer']!r})" for r in bad[:show])
         more = f"; and {len(bad) - show} more" if len(bad) > show else ""
@@ -208,5 +293,5 @@ def check_rows(rows: list[dict], label: str, grader, key: str, show: int = 5) ->
         messages.append(f"{label}: {len(flagged)} of {len(rows)} rows hold control characters: {first}{more}. "
                         f"Fix the file, {fix}.")
     summary = {"rows": len(rows), "distinct_golds": len({r["answer"] for r in rows}), "gold_failures": len(bad),
-               "timeouts": timeouts, "control_char_rows": len(flagged)}
+               "timeouts": timeouts, "control_char_rows": len(flagged), "not_answers": len(shaped)}
     return messages, summary

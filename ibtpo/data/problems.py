@@ -34,6 +34,7 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
         line = path.read_bytes()[:e.start].count(b"\n") + 1
         raise DataError(f"{path}: row {line}: not valid UTF-8 ({e.reason})") from None
     out = []
+    array = text.lstrip().startswith("[")
     # "\n" only: str.splitlines() would also split inside a string holding U+2028 or U+0085, which JSON allows
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -43,11 +44,19 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
         except json.JSONDecodeError as e:
             hint = (" -- a single backslash before a letter (LaTeX such as \\sqrt): JSON needs two, \\\\sqrt"
                     if e.msg.startswith("Invalid \\escape") else "")
-            raise DataError(f"{path}: row {lineno}: invalid JSON ({e.msg}){hint}") from None
+            raise DataError(f"{path}: row {lineno}: invalid JSON ({e.msg}){hint or _array_hint(array, out)}") from None
         if not isinstance(row, dict):
-            raise DataError(f"{path}: row {lineno}: not a JSON object")
+            raise DataError(f"{path}: row {lineno}: not a JSON object{_array_hint(array, out)}")
         out.append((lineno, row))
     return out
+
+
+def _array_hint(array: bool, rows_so_far: list) -> str:
+    """A hint for a JSON array file read as JSONL (an error at its first row); else nothing."""
+    if not array or rows_so_far:
+        return ""
+    return (" -- expected JSONL: one object per line; this file is a JSON array (convert it: python -c "
+            "\"import json,sys; [print(json.dumps(r)) for r in json.load(open(sys.argv[1]))]\" in.json > out.jsonl)")
 
 
 def load_problems(path: str | Path, problem_field: str = "problem", answer_field: str = "answer",

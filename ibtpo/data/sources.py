@@ -18,7 +18,10 @@ A preset's data set (``pipelines/schemas/config.schema.yaml``, ``$defs/dataset``
 The field mapping: ``problem_field`` (default ``problem``), ``answer_field`` (default ``answer``) and
 ``id_field`` (default ``id``) may be dotted paths into nested records (``reward_model.ground_truth``).
 A problem field holding a chat message list (``[{role, content}, ...]`` with one user message, as
-DAPO-Math-17K's ``prompt``) gives that message's content. Answers are normalised by
+DAPO-Math-17K's ``prompt``) gives that message's content. ``answer_field`` may instead be a rule that
+takes the answer out of a field holding a whole solution (``{field: answer, after: "####"}``,
+``{field: solution, boxed: last}``, ``{field: x, regex: "..."}``; :mod:`ibtpo.data.answer_rules`).
+Answers are normalised by
 :func:`ibtpo.data.golds.normalise_answer` (lists, ``$...$``, integer-valued floats). A row without
 an id -- when ``id_field`` is not given and the row has no ``id`` -- gets ``<set name>-<0-based row
 number, 4 digits>``, the registry's rule; ``make_data`` logs how many rows got one. An ``id_field``
@@ -33,6 +36,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from .answer_rules import ExtractionError, extract, rule_problem
 from .golds import is_multi, normalise_answer
 from .problems import DataError, read_jsonl
 
@@ -53,6 +57,23 @@ def field(name: str) -> Callable[[dict], object]:
 
     get.__name__ = name
     return get
+
+
+def answer_getter(spec: str | dict, where: str = "answer_field") -> Callable[[dict], object]:
+    """The getter of a data set's ``answer_field``: a field name (:func:`field`), or an extraction rule
+    (:mod:`ibtpo.data.answer_rules`) applied to its ``field``. A bad rule is an error naming ``where``."""
+    if isinstance(spec, str):
+        return field(spec)
+    problem = rule_problem(spec)
+    if problem:
+        raise DataError(f"{where}: {problem}")
+    get = field(spec["field"])
+
+    def answer(row: dict):
+        return extract(get(row), spec)
+
+    answer.__name__ = spec["field"]
+    return answer
 
 
 def chat_user_content(x):
@@ -197,6 +218,8 @@ def map_rows(records: list[dict], name: str, origin: str, *, problem: Callable, 
             p, a = chat_user_content(problem(rec)), answer(rec)
         except KeyError as e:
             raise DataError(f"{where}: missing field {e.args[0]!r} (has {sorted(rec)})") from None
+        except ExtractionError as e:
+            raise DataError(f"{where} (id {rid!r}): {e}") from None
         except ValueError as e:
             raise DataError(f"{where}: {e}") from None
         if not isinstance(p, str):
@@ -217,6 +240,7 @@ def entry_rows(ds: dict, data_dir: str | Path, name: str, where: str) -> tuple[l
     source = ds["source"]
     if source not in FILE_SOURCES + ("hf",):
         raise DataError(f"{where}.source: {source!r} is not read by ibtpo.data.sources")
+    answer = answer_getter(ds.get("answer_field", "answer"), f"{where}.answer_field")
     if ds.get("path"):
         path = data_path(data_dir, ds["path"])
         records = read_records(path, source if source in FILE_SOURCES else None)
@@ -224,8 +248,7 @@ def entry_rows(ds: dict, data_dir: str | Path, name: str, where: str) -> tuple[l
     else:
         records, origin = load_hub(ds["hf_id"], ds.get("config"), ds["split"], name, hf_fetch_hint(where, ds))
     rows, counts = map_rows(records, name, origin, problem=field(ds.get("problem_field", "problem")),
-                            answer=field(ds.get("answer_field", "answer")), id=field(ds.get("id_field", "id")),
-                            id_optional="id_field" not in ds)
+                            answer=answer, id=field(ds.get("id_field", "id")), id_optional="id_field" not in ds)
     if ds.get("limit"):
         rows = rows[: ds["limit"]]
     return rows, {"origin": origin, "rows": len(rows), **counts}

@@ -12,12 +12,15 @@ trains on DAPO-Math-17K as published; our choice, METHOD.md §6): the number of 
 also appear verbatim in a benchmark is logged.
 
 Every math set (all but those lm-eval's own tasks evaluate) is checked before anything is written
-(:mod:`ibtpo.data.golds`): each gold, written as ``\\boxed{gold}``, must grade correct against itself
+(:mod:`ibtpo.data.golds`): no gold may look like a whole solution (``####``, ``\\boxed``, several lines,
+long prose: a wrong ``answer_field`` mapping; the message names the rule that fixes it), each other
+gold, written as ``\\boxed{gold}``, must grade correct against itself
 with the project's grader, and no problem or answer may hold a control character (a one-backslash
 ``\\frac`` in JSON is a form feed). The set's ``gold_check`` (else ``data.gold_check``; default
 ``fail``) decides whether a finding stops the job, naming the key, the file, the count and the first
-ids, or is only logged. The log also says, per set, how many rows got an id made from their row number
-and how many list answers of several values were read as a set.
+ids, or is only logged. The log also says, per set, how many rows got an id made from their row number,
+how many list answers of several values were read as a set, and how many distinct golds the set has
+(with a note when 10 or more rows share one gold).
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def run(cfg: dict, out_dir: str | Path) -> dict[str, Path]:
             rows, info = _read(ds, data_dir, held_out, name, where)
             _log_read(name, info)
             if not info.get("lm_eval_task"):
-                errors += _check(rows, name, where, info, ds.get("gold_check", data["gold_check"]), grader)
+                errors += _check(rows, name, where, ds, info, ds.get("gold_check", data["gold_check"]), grader)
             if where.startswith("data.benchmarks."):
                 bench_problems[name] = {_key(r) for r in rows}
             elif where == "data.train":
@@ -102,15 +105,26 @@ def _log_read(name: str, info: dict) -> None:
               "the set of them (a completion must give every one; ibtpo/data/golds.py)")
 
 
-def _check(rows: list[dict], name: str, where: str, info: dict, mode: str, grader) -> list[str]:
+def _answer_field_name(ds: dict) -> str:
+    """The field a set's golds come from (``answer_field``, or its rule's ``field``), for messages."""
+    spec = ds.get("answer_field", "answer")
+    return spec["field"] if isinstance(spec, dict) else spec
+
+
+def _check(rows: list[dict], name: str, where: str, ds: dict, info: dict, mode: str, grader) -> list[str]:
     """The gold self-check and control-character scan of one set; returns the findings that stop the
     job (``mode == "fail"``), logs them otherwise."""
     t = time.perf_counter()
-    messages, summary = golds.check_rows(rows, f"{where} ({info['origin']})", grader, key=where)
+    messages, summary = golds.check_rows(rows, f"{where} ({info['origin']})", grader, key=where,
+                                         answer_field=_answer_field_name(ds))
     dt = time.perf_counter() - t
-    print(f"[make-data] {name}: gold check: {summary['rows'] - summary['gold_failures']}/{summary['rows']} golds "
-          f"({summary['distinct_golds']} distinct) grade correct as \\boxed{{gold}}, "
+    ok = summary["rows"] - summary["gold_failures"] - summary["not_answers"]
+    print(f"[make-data] {name}: gold check: {ok}/{summary['rows']} golds ({summary['distinct_golds']} distinct) "
+          f"grade correct as \\boxed{{gold}}, {summary['not_answers']} do not look like answers, "
           f"{summary['control_char_rows']} row(s) with control characters ({dt:.2f} s)")
+    note = golds.same_gold_note(rows)
+    if note:
+        print(f"[make-data] note: {name}: {note}")
     if mode == "fail":
         return messages
     for m in messages:
