@@ -14,10 +14,11 @@ from ibtpo.rollout.hf_backend import HFBackend
 
 FP32, BF16, FP16 = torch.float32, torch.bfloat16, torch.float16
 TOL = {FP32: 1e-5, BF16: 1e-2, FP16: 2e-3}  # bf16 keeps 8 bits of mantissa, fp16 11
-CLASS = {"hf": "HFForward", "torch": "LlamaRowCache", "c": "LlamaSharedPrefix"}
+CLASS = {"hf": "HFForward", "torch": "LlamaRowCache", "c": "LlamaSharedPrefix", "graph": "LlamaStaticCache"}
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler: the kernel cannot be built")
 CASES = [pytest.param(d, t, id=f"{d}-{n}", marks=[needs_cc] if d == "c" else [])
-         for d, ts in (("hf", (FP32, BF16, FP16)), ("torch", (FP32, BF16, FP16)), ("c", (FP32,)))
+         for d, ts in (("hf", (FP32, BF16, FP16)), ("torch", (FP32, BF16, FP16)), ("c", (FP32,)),
+                       ("graph", (FP32, BF16, FP16)))
          for t, n in zip(ts, ("fp32", "bf16", "fp16"))]
 
 
@@ -43,11 +44,16 @@ def test_every_path_samples_what_the_hf_forward_samples(tok, tiny_model, decode,
                 assert torch.allclose(torch.tensor(x.logprobs), lp[pos, torch.tensor(x.token_ids)], atol=TOL[dtype])
 
 
-def test_auto_picks_the_fastest_path_that_serves_the_model(tiny_model):
+def test_auto_picks_the_fastest_path_that_serves_the_model(tiny_model, monkeypatch):
     from ibtpo.rollout.decode.attention_kernel import kernel
 
     assert choose(tiny_model, "auto") == ("c" if kernel() is not None else "torch")
     assert choose(copy.deepcopy(tiny_model).to(BF16), "auto") == "torch"
+    import ibtpo.rollout.decode as decode
+
+    monkeypatch.setattr(decode, "_on_cuda", lambda model: True)  # a model on CUDA (no GPU here)
+    assert choose(tiny_model, "auto") == "graph"
+    assert choose(torch.nn.Linear(2, 2), "auto") == "hf"
     assert choose(torch.nn.Linear(2, 2), "auto") == "hf"
     assert choose(torch.nn.Linear(2, 2), "hf") == "hf"
 

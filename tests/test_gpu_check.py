@@ -12,10 +12,11 @@ def test_gpu_check_runs_on_the_cpu_at_a_tiny_size(capsys):
     gpu_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_check)
     speeds = gpu_check.main(["--device", "cpu", "--size", "tiny"])
-    assert set(speeds) == {(p, d) for p in ("torch", "hf", "generate") for d in ("fp32", "bf16")}
+    assert set(speeds) == {(p, d) for p in ("torch", "graph", "hf", "generate") for d in ("fp32", "bf16")}
     assert all(v > 0 for v in speeds.values())
     out = capsys.readouterr().out
     for line in ("decode torch bf16: same samples as hf True", "decode torch fp16: same samples as hf True",
+                 "decode graph bf16: same samples as hf True",
                  "train ibtpo: reward", "IB-TPO step / GRPO step = "):
         assert line in out
     assert out.strip().splitlines()[-1].startswith("plain loop / model.generate, bf16 = ")

@@ -79,6 +79,10 @@ class HFBackend(GenerationBackend):
             from .decode.row_cache import LlamaRowCache
 
             return LlamaRowCache(self.model, self._llama[1])
+        if name == "graph":
+            from .decode.static_cache import LlamaStaticCache
+
+            return LlamaStaticCache(self.model, self._llama[1])
         from .decode.attention_kernel import DecodeAttention
         from .decode.shared_prefix import LlamaSharedPrefix
 
