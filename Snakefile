@@ -72,11 +72,14 @@ Path(R).mkdir(parents=True, exist_ok=True)
 _text = json.dumps(CFG, indent=1, sort_keys=True)
 if not Path(CONFIG_FILE).exists() or Path(CONFIG_FILE).read_text() != _text:
     Path(CONFIG_FILE).write_text(_text)
-if workflow.is_main_process and not workflow.dryrun and "--report" not in sys.argv:
-    _last = json.dumps({"preset": PRESET, "config": CONFIG_FILE})
-    if not LAST_RUN.exists() or LAST_RUN.read_text() != _last:
-        LAST_RUN.parent.mkdir(parents=True, exist_ok=True)
-        LAST_RUN.write_text(_last)
+
+
+onstart:  # a run that executes jobs, not a dry run (-n) or a report: those record nothing
+    if workflow.is_main_process and "--report" not in sys.argv:
+        _last = json.dumps({"preset": PRESET, "config": CONFIG_FILE})
+        if not LAST_RUN.exists() or LAST_RUN.read_text() != _last:
+            LAST_RUN.parent.mkdir(parents=True, exist_ok=True)
+            LAST_RUN.write_text(_last)
 
 
 def manifest(name, obj):

@@ -139,7 +139,7 @@ def test_another_results_dir_holds_every_output(tmp_path):
     assert [f for f in files if not f.startswith("out/")] == []
     assert "results/" not in out  # no job's command names results/ either (--out, --md, --config ...)
     assert not (tmp_path / "results").exists()
-    assert json.loads((tmp_path / "out" / "last_run.json").read_text())["config"] == "out/smoke/config.yaml"
+    assert not (tmp_path / "out" / "last_run.json").exists()  # a dry run records no last run
 
 
 @pytest.mark.slow
@@ -201,7 +201,12 @@ def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
     moved = snakemake(workdir, "-n", "--cores", "2", "--config", "preset=smoke", "data_dir=/nowhere/else")
     assert moved.returncode == 0 and "Nothing to be done" in moved.stdout + moved.stderr, moved.stdout[-2000:]
 
-    # the README's bare report command reports the preset that was run last (here smoke, not tiny)
+    # the README's bare report command reports the preset that was run last (here smoke, not tiny: a dry
+    # run of tiny plans it but runs nothing, so it records nothing)
+    assert json.loads((workdir / "results" / "last_run.json").read_text())["preset"] == "smoke"
+    planned = snakemake(workdir, "-n", "--cores", "1", "--config", "preset=tiny")
+    assert planned.returncode == 0, (planned.stdout + planned.stderr)[-2000:]
+    assert json.loads((workdir / "results" / "last_run.json").read_text())["preset"] == "smoke"
     bare = snakemake(workdir, "--report", "results/report_bare.html")
     assert bare.returncode == 0, (bare.stdout + bare.stderr)[-3000:]
     assert "the last run's, 'smoke'" in bare.stdout + bare.stderr
