@@ -105,6 +105,23 @@ def test_answer_normalisation_rules():
         n("$ $", False, "f: row 4")
 
 
+
+def test_several_dollar_groups_separated_by_commas_are_one_answer_of_several_values():
+    """OlympiadBench id 2349's ``$221,$8$`` (the comma slipped inside): kept whole it failed the gold
+    self-check; read as ``221, 8`` it grades ``\\boxed{221,8}`` correct and ``\\boxed{221}`` wrong."""
+    from ibtpo.grading import Grader
+
+    n = golds.normalise_answer
+    assert n("$221,$8$", False, "w") == "221, 8" and n(["$221$, $8$"], False, "w") == "221, 8"
+    assert n("$(1,2)$, $(3,4)$", False, "w") == "(1, 2), (3, 4)"
+    for kept in ("$1$ and $2$", "$1,$$2$", "$1$,$$,$2$"):
+        assert n(kept, False, "w") == kept
+    with Grader(timeout_s=10.0) as grader:
+        gold = n("$221,$8$", False, "w")
+        assert [grader.grade(gold, p) for p in ("\\boxed{221,8}", "\\boxed{8, 221}", "\\boxed{221}")] == \
+            [True, True, False]
+        assert golds.gold_failures([{"id": "2349", "answer": gold}], grader) == ([], 0)
+
 def test_control_characters_and_their_likely_cause():
     f = golds.control_char_findings
     assert f("\x0crac{1}{2}") == ['U+000C before \'rac\': likely \\frac written with one backslash in JSON or a '

@@ -8,6 +8,12 @@ Normalisation (:func:`normalise_answer`, used by the registry and by jsonl / par
 * Strings are stripped, and one outer pair of math delimiters is removed: ``$...$``, ``$$...$$``,
   ``\\(...\\)`` and ``\\[...\\]`` (``"$\\frac{1}{2}$"`` -> ``"\\frac{1}{2}"``) -- only when the inside
   holds no further ``$``, so ``"$1$ and $2$"`` is kept whole.
+* Several ``$...$`` groups separated by commas (``"$221$, $8$"``, and OlympiadBench id 2349's
+  ``"$221,$8$"``, where the comma slipped inside) are one answer of several values: the ``$`` signs
+  next to the commas go and the values are joined with ``", "`` (``"221, 8"``), as a list of several
+  values is (below); math-verify reads it as the set ``{221, 8}``, so ``\boxed{221,8}`` grades correct
+  against it, where the string kept whole graded only ``\boxed{221}`` correct. A ``$`` not next to a
+  comma (``"$1$ and $2$"``) keeps the gold whole.
 * Lists (``final_answer: ["2"]``; parquet/hub sequences arrive as lists): a one-element list is its
   element (normalised as above). A longer list is read as **all of** its elements: they are
   normalised one by one and joined with ``", "`` into one answer, which math-verify (the grader
@@ -108,6 +114,21 @@ def strip_math_delimiters(s: str) -> str:
     return s
 
 
+_GROUP_SEP_RE = re.compile(r"\s*\$?\s*,\s*\$?\s*")  # a comma with an optional $ on either side
+
+
+def join_math_groups(s: str) -> str:
+    """``"$a$, $b$"`` / ``"$a,$b$"`` -> ``"a, b"``: a gold of several ``$...$`` groups separated by
+    commas as one answer of several values; any other string unchanged (``"$1$ and $2$"``)."""
+    if not (s.startswith("$") and s.endswith("$")) or s.count("$") < 3 or s.startswith("$$"):
+        return s
+    inner = _GROUP_SEP_RE.sub(",", s[1:-1])
+    if "$" in inner:
+        return s
+    values = [v.strip() for v in inner.split(",")]
+    return ", ".join(values) if all(values) else s
+
+
 def normalise_answer(x, integer: bool, where: str) -> str:
     """A gold answer as one string (rules in the module docstring); errors name ``where``."""
     if isinstance(x, tuple):
@@ -133,7 +154,7 @@ def normalise_answer(x, integer: bool, where: str) -> str:
     if isinstance(x, float) and math.isfinite(x) and x.is_integer():
         s = str(int(x))
     else:
-        s = strip_math_delimiters(str(x).strip())
+        s = join_math_groups(strip_math_delimiters(str(x).strip()))
     if not s:
         raise DataError(f"{where}: empty answer")
     if integer and not _INT_RE.fullmatch(s):
