@@ -64,9 +64,19 @@ def job_of(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one job. A bad config or bad data (``ConfigError``, ``DataError``: messages that name the file,
+    key or row) ends it with that message on stderr and exit status 1, without a traceback; any other
+    exception is a bug and keeps its traceback."""
+    from .data.problems import DataError
+    from .schema import ConfigError
+
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser(job_of(argv)).parse_args(argv)
-    return int(args._main(args) or 0)
+    try:
+        return int(args._main(args) or 0)
+    except (ConfigError, DataError) as e:
+        print(f"python -m ibtpo {args.job}: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

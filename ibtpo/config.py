@@ -187,7 +187,24 @@ def _check_evaluation(cfg: dict) -> list[str]:
         ev["pass_at"] = resolve_spec(evaluation_spec(cfg))["pass_at"]
     except ValueError as e:
         problems.append(str(e))
-    return problems + _vllm_on_cuda(cfg, "evaluation.model", ev["model"] == "vllm")
+    return problems + task_name_collisions(ev["benchmarks"]) + _vllm_on_cuda(cfg, "evaluation.model",
+                                                                           ev["model"] == "vllm")
+
+
+def task_name_collisions(benchmarks: list[str]) -> list[str]:
+    """Benchmark names that become one lm-eval task name (``ibtpo.eval.tasks.task_name``: every character but
+    letters, digits and ``_`` turns into ``_``), named in pairs: ``my bench`` and ``my_bench`` would overwrite
+    each other's task at evaluation."""
+    from .eval.tasks import task_name
+
+    seen, problems = {}, []
+    for b in benchmarks:
+        task = task_name(b)
+        if task in seen:
+            problems.append(f"evaluation.benchmarks: {seen[task]!r} and {b!r} collide after sanitising (both become "
+                            f"lm-eval task {task!r}); rename one under data.benchmarks")
+        seen.setdefault(task, b)
+    return problems
 
 
 def _vllm_on_cuda(cfg: dict, where: str, chosen: bool) -> list[str]:
@@ -231,6 +248,9 @@ def _check_policy(cfg: dict) -> list[str]:
     pol, problems = cfg["policy"], []
     if pol["base"] == "build" and "sft" not in cfg["data"]:
         problems.append("data.sft: required when policy.base is 'build' (the supervised warm-up data)")
+    if pol["base"] != "build" and Path(pol["base"]).exists():  # else a hub id (checked when its job loads it)
+        problem = checkpoint_problem(pol["base"])
+        problems += [f"policy.base: {problem}"] if problem else []
     k = pol["base_models"]
     if k > 1 and pol["base"] != "build":
         problems.append(f"policy.base_models: {k} base models need policy.base 'build' (SFT seeds); "
@@ -284,11 +304,49 @@ def _check_external(cfg: dict) -> list[str]:
             problems.append(f"external.{name}: the name is taken by "
                             + ("a method of method_defs" if name in cfg["method_defs"] else "the base model row")
                             + "; choose another")
+        if "path" in ext:
+            problems += _external_path_problems(cfg, f"external.{name}.path", ext["path"])
         if "hub" in ext and not hub_cached(ext["hub"]):
             problems.append(f"external.{name}.hub: {ext['hub']!r} is not in the local Hugging Face cache (the "
                             f"evaluation runs offline); fetch it first: huggingface-cli download {ext['hub']}, "
                             f"or give a local path: external.{name}.path")
     return problems
+
+
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why the existing ``path`` is not a Hugging Face checkpoint directory (what ``save_pretrained`` of a
+    model and its tokenizer writes: ``config.json``, weights, tokenizer files), or ``None``. Reads only
+    file names, so a wrong path fails at planning in one line instead of in transformers (which, finding
+    no tokenizer files, ends in a traceback about sentencepiece)."""
+    p = Path(path)
+    if not p.is_dir():
+        return f"{p} is a file, not a checkpoint directory"
+    missing = [what for what, ok in (
+        ("config.json", (p / "config.json").is_file()),
+        ("weights (" + " / ".join(WEIGHT_FILES) + ")", any(any(p.glob(g)) for g in WEIGHT_FILES)),
+        ("tokenizer files (" + " / ".join(TOKENIZER_FILES) + ")", any((p / f).is_file() for f in TOKENIZER_FILES)),
+    ) if not ok]
+    if not missing:
+        return None
+    return f"{p} is not a checkpoint directory: no {'; no '.join(missing)} (expected what save_pretrained writes)"
+
+
+def _external_path_problems(cfg: dict, where: str, path: str) -> list[str]:
+    """An external checkpoint's ``path``: a checkpoint directory, or (not there yet) a DAG output under
+    ``results_dir`` that a rule builds (``results/<preset>/base``)."""
+    p = Path(path)
+    if p.exists():
+        problem = checkpoint_problem(p)
+        return [f"{where}: {problem}"] if problem else []
+    if p.resolve().is_relative_to(Path(cfg["results_dir"]).resolve()):
+        return []
+    rel = "" if p.is_absolute() else f"relative to the working directory {Path.cwd()}; "
+    return [f"{where}: {path} not found ({rel}a path under results_dir {cfg['results_dir']!r} may be one the "
+            "DAG builds)"]
 
 
 def hub_cached(repo_id: str) -> bool:

@@ -37,9 +37,14 @@ def test_the_readme_preset_block_validates(tmp_path):
     cfg["data"]["benchmarks"]["mine"]["path"] = str(BENCH)
     write_parquet(tmp_path / "mine.parquet")
     cfg["data"]["benchmarks"]["mine_pq"]["path"] = str(tmp_path / "mine.parquet")
-    cfg["external"]["released"]["path"] = str(tmp_path)
+    ckpt = tmp_path / "ckpt"  # what the planning check looks for (file names only; loaded by no test here)
+    ckpt.mkdir()
+    for f in ("config.json", "model.safetensors", "tokenizer.json"):
+        (ckpt / f).write_text("{}")
+    cfg["external"]["released"]["path"] = str(ckpt)
     out = validate(resolve_extends(cfg, PRESET_DIR / "my.yaml"))
     assert out["evaluation"]["answer"] == "boxed" and out["external"]["released"]["label"] == "Released weights"
+    assert "\\boxed{}" in out["prompt_template"].format(problem="x")  # the default answer: boxed needs a box
 
 
 def test_readme_json_example_is_the_test_file():

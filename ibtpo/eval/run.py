@@ -79,12 +79,13 @@ def model_arguments(model: str, checkpoint: str, spec: dict, seed: int,
 
 def evaluate_checkpoint(checkpoint: str, benchmarks: dict[str, dict], spec: dict, out_dir: str,
                         device: str = "cpu", seed: int = 0, model: str = "ibtpo", threads: int | None = None,
-                        model_args: dict | None = None) -> dict:
+                        model_args: dict | None = None, notes: dict[str, dict] | None = None) -> dict:
     """Evaluate ``checkpoint`` on every benchmark; write and return ``{name: result}``.
 
     ``benchmarks[name] = {"path": jsonl, "problem_field"?, "answer_field"?, "id_field"?, "limit"?}``;
     ``spec``: see :func:`ibtpo.eval.tasks.resolve_spec`. ``threads`` sets ``torch.set_num_threads``;
-    ``model_args`` adds model arguments (e.g. ``{"dtype": "bfloat16"}``).
+    ``model_args`` adds model arguments (e.g. ``{"dtype": "bfloat16"}``); ``notes[name]`` is merged into that
+    benchmark's result (``overlong_skipped``: ``ibtpo.data.context_budget.fit_evaluation``).
     """
     t0 = time.perf_counter()
     if model not in MODELS:
@@ -182,6 +183,7 @@ def evaluate_checkpoint(checkpoint: str, benchmarks: dict[str, dict], spec: dict
             "seconds": timing,
             "generation": gen_stats,
             "samples": records,
+            **(notes or {}).get(bench, {}),
         }
         _write_json(out / f"{bench}.json", result)
         results[bench] = result

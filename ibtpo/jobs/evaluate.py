@@ -1,10 +1,12 @@
-"""Evaluate one checkpoint on every benchmark of the preset with the preset's evaluation spec."""
+"""Evaluate one checkpoint on every benchmark of the preset with the preset's evaluation spec; first, every
+prompt must fit the checkpoint's positions (:mod:`ibtpo.data.context_budget`, ``evaluation.overlong``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from . import add_checkpoint, checkpoint_arg, job_config
+from ..data.context_budget import fit_evaluation
 from ..eval.run import evaluate_checkpoint
 from ..eval.tasks import evaluation_spec
 
@@ -12,8 +14,9 @@ from ..eval.tasks import evaluation_spec
 def run(cfg: dict, checkpoint: str | Path, bench_dir: str | Path, out_dir: str | Path, seed: int = 0) -> dict:
     ev = cfg["evaluation"]
     benchmarks = {b: {"path": str(Path(bench_dir) / f"{b}.jsonl")} for b in ev["benchmarks"]}
+    benchmarks, notes = fit_evaluation(cfg, str(checkpoint), benchmarks, out_dir)  # before any generation
     return evaluate_checkpoint(str(checkpoint), benchmarks, evaluation_spec(cfg), str(out_dir), device=cfg["device"],
-                               seed=seed, model=ev["model"])
+                               seed=seed, model=ev["model"], notes=notes)
 
 
 def add_arguments(p) -> None:

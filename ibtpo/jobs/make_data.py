@@ -18,9 +18,10 @@ gold, written as ``\\boxed{gold}``, must grade correct against itself
 with the project's grader, and no problem or answer may hold a control character (a one-backslash
 ``\\frac`` in JSON is a form feed). The set's ``gold_check`` (else ``data.gold_check``; default
 ``fail``) decides whether a finding stops the job, naming the key, the file, the count and the first
-ids, or is only logged. The log also says, per set, how many rows got an id made from their row number,
-how many list answers of several values were read as a set, and how many distinct golds the set has
-(with a note when 10 or more rows share one gold).
+ids, or is only logged. Every prompt must also fit the models' positions with its generation budget
+(:mod:`ibtpo.data.context_budget`; ``evaluation.overlong``). The log also says, per set, how many rows
+got an id made from their row number, how many list answers of several values were read as a set, and
+how many distinct golds the set has (with a note when 10 or more rows share one gold).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 
 from ..config import data_root
-from ..data import benchmarks, golds, sources
+from ..data import benchmarks, context_budget, golds, sources
 from ..data.arithmetic import ArithmeticSpec, generate
 from ..data.problems import DataError, write_jsonl
 from ..schema import fill_section
@@ -81,6 +82,9 @@ def run(cfg: dict, out_dir: str | Path) -> dict[str, Path]:
             if where != "data.sft":
                 held_out |= {_key(r) for r in rows}
             read.append((name, where, path, rows, info))
+    if "policy" in cfg:  # a whole preset (not a bare data section): prompts must fit the models' positions
+        bench = [(name, where, rows) for name, where, _, rows, info in read if not info.get("lm_eval_task")]
+        errors += context_budget.make_data_findings(cfg, bench)
     if errors:
         raise DataError("make_data: the data do not pass their checks (nothing was written):\n"
                         + "\n".join("  " + e for e in errors))
