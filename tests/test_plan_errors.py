@@ -61,7 +61,7 @@ def test_an_external_path_that_is_not_a_checkpoint_is_one_line_at_planning(tmp_p
         load_config("smoke", overrides={"external": {"mine": {"path": str(tmp_path / "empty")}}})
     assert str(e.value).splitlines()[1:] == [
         f"  external.mine.path: {tmp_path / 'empty'} is not a checkpoint directory: no config.json; no weights "
-        "(*.safetensors / *.bin / *.safetensors.index.json / *.bin.index.json); no tokenizer files (tokenizer.json / "
+        "(*.safetensors / pytorch_model*.bin / *.safetensors.index.json); no tokenizer files (tokenizer.json / "
         "tokenizer_config.json / tokenizer.model / vocab.json) (expected what save_pretrained writes)"]
     (tmp_path / "f.bin").write_bytes(b"")
     assert checkpoint_problem(tmp_path / "f.bin") == f"{tmp_path / 'f.bin'} is a file, not a checkpoint directory"
@@ -163,3 +163,12 @@ def test_the_training_budget_is_the_vllm_max_model_len_where_it_caps_the_base():
     assert cb.rollout_positions(cfg, 32768, "policy.base 'Q'") == (4096, "policy.base 'Q' under "
                                                                           "rollout.vllm.max_model_len")
     assert cb.rollout_positions({"rollout": {"backend": "hf"}}, 512, "b") == (512, "b")
+
+
+
+def test_a_checkpoint_whose_tokenizer_does_not_load_is_one_line_at_the_evaluation_start(tmp_path):
+    d = tmp_path / "notok"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 64}))
+    with pytest.raises(DataError, match=rf"^evaluate: checkpoint {d}: its tokenizer does not load \(\w+: .*\)$"):
+        cb.fit_evaluation(smoke_with(tmp_path, ["1+1?"]), str(d), {}, tmp_path / "o")

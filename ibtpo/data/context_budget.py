@@ -47,7 +47,10 @@ def checkpoint_config_file(checkpoint: str | Path) -> Path | None:
         return p / "config.json" if (p / "config.json").is_file() else None
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(str(checkpoint), "config.json")
+    try:
+        found = try_to_load_from_cache(str(checkpoint), "config.json")
+    except ValueError:  # not a hub id either (a path that is not there)
+        return None
     return Path(found) if isinstance(found, str) else None
 
 
@@ -124,7 +127,7 @@ def known_models(cfg: dict, log=print) -> list[tuple[str, object, int, bool]]:
     candidates += [(f"external.{name} ({e.get('path') or e['hub']})", e.get("path") or e["hub"], False)
                    for name, e in cfg.get("external", {}).items()]
     for label, ckpt, is_base in candidates:
-        positions = checkpoint_positions(ckpt) if checkpoint_config_file(ckpt) else None
+        positions = checkpoint_positions(ckpt)
         if positions is None:
             log(f"[make-data] context budget: {label}: no config.json with max_position_embeddings here yet; "
                 "checked when its evaluation starts")
@@ -190,7 +193,13 @@ def fit_evaluation(cfg: dict, checkpoint: str, benchmarks: dict[str, dict], out_
     if positions is None:
         log(f"[evaluate] context budget: {checkpoint}: no max_position_embeddings in its config.json; not checked")
         return benchmarks, {}
-    tok, out, notes, errors = load_tokenizer(checkpoint), dict(benchmarks), {}, []
+    try:
+        tok = load_tokenizer(checkpoint)
+    except (OSError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise DataError(f"evaluate: checkpoint {checkpoint}: its tokenizer does not load ({type(e).__name__}: "
+                        f"{first})") from None
+    out, notes, errors = dict(benchmarks), {}, []
     for name, entry in benchmarks.items():
         path = Path(entry["path"])
         if entry.get("lm_eval_task") or path.with_suffix(".meta.json").is_file():
