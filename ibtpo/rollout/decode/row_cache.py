@@ -28,6 +28,29 @@ def torch_attention(q, Kt, V, n: int, bias, scale: float) -> torch.Tensor:
     return torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.float32).to(V.dtype), V[:, :, :n])
 
 
+def prefill_rows(model, llama: LlamaDecodeStep, ids, mask, pos, n: int, steps: int, alloc=torch.Tensor.new_empty):
+    """The prefill as a per-row cache: returns the first logits and the mask, each prefix's row repeated
+    ``n`` times, and per layer ``[Kt, V]`` (``(rows, heads, head_dim, width + steps)`` keys transposed,
+    ``(rows, heads, width + steps, head_dim)`` values; the prefill in the first ``width`` columns, the rest
+    from ``alloc``); prepares ``llama`` for the call's positions."""
+    logits, cache = prefill(model, ids, mask, pos)
+    rows, width = ids.shape[0] * n, ids.shape[1]
+    if n > 1:
+        logits, mask, pos = (t.repeat_interleave(n, dim=0) for t in (logits, mask, pos))
+    llama.prepare(int(pos.max()) + 1 + steps)
+    kv = []
+    for layer in cache.layers:
+        k, v = layer.keys, layer.values
+        if n > 1:
+            k, v = k.repeat_interleave(n, dim=0), v.repeat_interleave(n, dim=0)
+        kt = alloc(k, (rows, k.shape[1], k.shape[3], width + steps))
+        kt[..., :width] = k.transpose(2, 3)
+        vb = alloc(v, (rows, v.shape[1], width + steps, v.shape[3]))
+        vb[:, :, :width] = v
+        kv.append([kt, vb])
+    return logits, mask, kv
+
+
 class LlamaRowCache(DecodePath):
     """:class:`~ibtpo.model.plain_llama.LlamaDecodeStep` with a per-row cache (module docstring)."""
 
@@ -39,20 +62,8 @@ class LlamaRowCache(DecodePath):
         self.padded = False
 
     def prefill(self, ids, mask, pos, n, steps):
-        logits, cache = prefill(self.model, ids, mask, pos)
-        rows, width = ids.shape[0] * n, ids.shape[1]
-        if n > 1:
-            logits, mask, pos = (t.repeat_interleave(n, dim=0) for t in (logits, mask, pos))
-        self.llama.prepare(int(pos.max()) + 1 + steps)
-        for layer in cache.layers:
-            k, v = layer.keys, layer.values
-            if n > 1:
-                k, v = k.repeat_interleave(n, dim=0), v.repeat_interleave(n, dim=0)
-            kt = k.new_empty((rows, k.shape[1], k.shape[3], width + steps))
-            kt[..., :width] = k.transpose(2, 3)
-            vb = v.new_empty((rows, v.shape[1], width + steps, v.shape[3]))
-            vb[:, :, :width] = v
-            self.kv.append([kt, vb])
+        logits, mask, self.kv = prefill_rows(self.model, self.llama, ids, mask, pos, n, steps)
+        rows, width = logits.shape[0], ids.shape[1]
         self.mask = torch.cat([mask.bool(), mask.new_ones((rows, steps), dtype=torch.bool)], dim=-1)
         # the bias in the activations' dtype (a float32 bias would promote bf16/fp16 scores)
         self.bias = torch.zeros(self.mask.shape, device=ids.device, dtype=self.kv[0][0].dtype).masked_fill_(

@@ -24,8 +24,8 @@ from __future__ import annotations
 import torch
 
 from ...model.plain_llama import LlamaDecodeStep
-from .base import DecodePath, prefill
-from .row_cache import torch_attention
+from .base import DecodePath
+from .row_cache import prefill_rows, torch_attention
 
 
 class LlamaStaticCache(DecodePath):
@@ -41,20 +41,9 @@ class LlamaStaticCache(DecodePath):
         self.graph = None
 
     def prefill(self, ids, mask, pos, n, steps):
-        logits, cache = prefill(self.model, ids, mask, pos)
-        rows, width = ids.shape[0] * n, ids.shape[1]
-        if n > 1:
-            logits, mask, pos = (t.repeat_interleave(n, dim=0) for t in (logits, mask, pos))
-        self.llama.prepare(int(pos.max()) + 1 + steps)
-        for layer in cache.layers:
-            k, v = layer.keys, layer.values
-            if n > 1:
-                k, v = k.repeat_interleave(n, dim=0), v.repeat_interleave(n, dim=0)
-            kt = k.new_zeros((rows, k.shape[1], k.shape[3], width + steps))
-            kt[..., :width] = k.transpose(2, 3)
-            vb = v.new_zeros((rows, v.shape[1], width + steps, v.shape[3]))
-            vb[:, :, :width] = v
-            self.kv.append([kt, vb])
+        # zeros in the unwritten columns: the attention reads them (weight 0; uninitialised memory could be NaN)
+        logits, mask, self.kv = prefill_rows(self.model, self.llama, ids, mask, pos, n, steps, torch.Tensor.new_zeros)
+        rows, width = logits.shape[0], ids.shape[1]
         open_ = torch.cat([mask.bool(), mask.new_zeros((rows, steps), dtype=torch.bool)], dim=-1)
         self.bias = torch.zeros(open_.shape, device=ids.device, dtype=self.kv[0][0].dtype).masked_fill_(
             ~open_, float("-inf"))[:, None, None, :]
