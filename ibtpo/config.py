@@ -143,15 +143,23 @@ def _check_components(owner: dict, where: str, kinds: tuple[str, ...]) -> list[s
     return problems
 
 
+def evaluate_only(cfg: dict) -> bool:
+    """``methods: []``: nothing is trained; Table 1 holds the base model and the ``external:`` checkpoints."""
+    return not cfg["methods"]
+
+
 def _check_methods(cfg: dict) -> list[str]:
-    """``methods`` / ``ablations`` name defined methods; each method's IB parameters are shared by its
-    sampler and advantage, and both build."""
+    """``methods`` / ``ablations`` name defined methods (``methods: []``: evaluate-only, which trains no
+    ablations either); each method's IB parameters are shared by its sampler and advantage, and both build."""
     from .registry import load_plugins
 
     load_plugins()
     problems = [f"{key}: unknown method {m!r}; defined in method_defs: {sorted(cfg['method_defs'])}"
                 for key in ("methods", "ablations") for m in cfg[key] if m not in cfg["method_defs"]]
     trained = cfg["methods"] + cfg["ablations"]
+    if not cfg["methods"] and cfg["run_ablations"]:
+        problems.append("run_ablations: true trains Table 2's ablations, but methods: [] is evaluate-only (trains "
+                        "nothing); set run_ablations: false, or name the methods to train")
     problems += [f"method_seeds.{m}: {m!r} is not trained by this preset; allowed: methods and ablations {trained}"
                  for m in cfg["method_seeds"] if m not in trained]
     for name, mdef in cfg["method_defs"].items():

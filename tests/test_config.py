@@ -141,3 +141,10 @@ def test_method_seeds_replace_whole_and_name_the_runs_of_each_method(tmp_path):
     assert all_seeds(cfg) == [4, 5, 1] and seeds_of(cfg, "grpo") == [5, 1, 4] and probe_seeds(cfg, "grpo") == [5, 4]
     f.write_text("extends: tiny\nseeds: [0]\nmethod_seeds: {grpo: [7]}\n")
     assert probe_seeds(load_config(f), "grpo") == [7]  # no seed of `seeds`: its first seed is probed
+
+
+def test_empty_methods_is_evaluate_only_and_refuses_run_ablations():
+    assert load_config("smoke", overrides={"methods": []})["methods"] == []
+    with pytest.raises(ConfigError, match=r"run_ablations: true trains Table 2's ablations, but methods: \[\] is "
+                                          r"evaluate-only \(trains nothing\); set run_ablations: false"):
+        load_config("smoke", overrides={"methods": [], "run_ablations": True})

@@ -115,6 +115,33 @@ def test_method_seeds_train_extra_seeds_from_the_shared_bases_and_probe_only_see
     assert "method_seeds.grpo_g12: 'grpo_g12' is not trained by this preset" in r.stdout + r.stderr
 
 
+def test_evaluate_only_plans_no_training_job(workdir):
+    """methods: [] (evaluate-only): the default target and results/table1.csv plan make_data, the base model's and
+    the external checkpoint's evaluations and Table 1; no train, probe or SFT job when policy.base names a
+    checkpoint (with base: build, only the SFT of the base row). Table 1's manifest holds the base and external
+    rows only; targets that need trained methods are refused at planning with one line."""
+    (workdir / "ckpt").mkdir()
+    conf = workdir / "eo.yaml"
+    conf.write_text("extends: smoke\npreset: eo\nmethods: []\npolicy: {base: ckpt}\n"
+                    "external:\n  released: {path: ckpt, label: Released weights}\n")
+    untrained = {"train", "probe", "probe_base", "evaluate", "build_base", "table3", "figures", "claims"}
+    for target in ([], ["results/table1.csv"]):
+        r = snakemake(workdir, "-n", "--cores", "1", *target, "--configfile", str(conf))
+        assert r.returncode == 0, r.stderr + r.stdout
+        c = _job_counts(r.stdout + r.stderr)
+        assert not untrained & set(c), c
+        assert c["make_data"] == c["evaluate_base"] == c["evaluate_external"] == c["table1"] == 1, c
+    man = json.loads((workdir / "results" / "eo" / "manifests" / "table1.json").read_text())
+    assert set(man["rows"]) == {"base", "released"} and man["seeds"] == {}
+    r = snakemake(workdir, "-n", "--cores", "1", "--config", "preset=smoke", "methods=[]")  # base: build
+    assert r.returncode == 0, r.stderr + r.stdout
+    c = _job_counts(r.stdout + r.stderr)
+    assert c["build_base"] == c["evaluate_base"] == c["table1"] == 1 and not (untrained - {"build_base"}) & set(c)
+    for target, rule in (("results/table3.csv", "table3"), ("results/claims.md", "claims")):
+        r = snakemake(workdir, "-n", "--cores", "1", target, "--configfile", str(conf))
+        assert r.returncode != 0 and f"{rule}: methods: [] is evaluate-only (nothing is trained)" in r.stdout + r.stderr
+
+
 def test_bad_config_fails_before_any_job(workdir):
     r = snakemake(workdir, "-n", "--cores", "2", "results/table1.csv", "--config", "preset=smoke", "seeds=[]")
     assert r.returncode != 0

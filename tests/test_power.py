@@ -192,6 +192,19 @@ def test_power_job_on_a_hand_made_run(tmp_path, capsys):
         power.run(tmp_path / "nothing")
 
 
+def test_power_refuses_an_evaluate_only_run(tmp_path):
+    """methods: [] trains nothing: no claim to plan for (a claims manifest in the folder would be another run's)."""
+    from ibtpo.config import load_config
+    from ibtpo.jobs import power
+
+    run = tmp_path / "results" / "eo"
+    (run / "manifests").mkdir(parents=True)
+    (run / "config.yaml").write_text(json.dumps(load_config("smoke", overrides={"methods": []})))
+    (run / "manifests" / "claims.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"methods: \[\] is evaluate-only \(nothing is trained\): no claim"):
+        power.run(run)
+
+
 def test_busy_time_is_the_union_of_the_job_spans():
     from ibtpo.jobs.power import busy_seconds
 

@@ -66,6 +66,9 @@ def test_plan_sizes_follow_the_trainer_chunking():
     cfg["method_defs"]["grpo"]["loss"]["kl_coef"] = 0.0
     p = preflight.make_plan(cfg, 7)
     assert p.entropy_term and p.reference_model  # worst case over methods: grpo_entropy has both
+    cfg["methods"] = []  # evaluate-only: no training run to check
+    with pytest.raises(preflight.PreflightFailed, match=r"methods: \[\] is evaluate-only"):
+        preflight.make_plan(cfg, 7)
 
 
 def test_largest_chunks_are_the_largest_the_trainer_cuts():

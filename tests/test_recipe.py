@@ -45,6 +45,7 @@ def test_the_readme_preset_block_validates(tmp_path):
     out = validate(resolve_extends(cfg, PRESET_DIR / "my.yaml"))
     assert out["evaluation"]["answer"] == "boxed" and out["external"]["released"]["label"] == "Released weights"
     assert "\\boxed{}" in out["prompt_template"].format(problem="x")  # the default answer: boxed needs a box
+    assert out["methods"] == []  # the recipe is evaluate-only: base model + external checkpoints, nothing trained
 
 
 def test_readme_json_example_is_the_test_file():

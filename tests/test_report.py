@@ -271,6 +271,28 @@ def test_table2_reads_the_papers_ablation_rows(tmp_path):
     assert "amc24 (paper)" in (tmp_path / "table2.md").read_text()
 
 
+def test_table1_evaluate_only_holds_the_base_and_external_rows(tmp_path):
+    """methods: [] (evaluate-only): Table 1 from the base model's and an external checkpoint's files alone: those
+    two rows, no difference row (GRPO − base needs GRPO), no bold, a title that says nothing was trained."""
+    from ibtpo.jobs import table1
+
+    cfg = {"preset": "my", "train": {"steps": 4}, "evaluation": {"benchmarks": ["x", "y"], "k": 2, "answer": "boxed"},
+           "method_defs": {"grpo": {"label": "GRPO"}}, "external": {"released": {"path": "ckpt", "label": "Released"}},
+           "report": {"confidence": 0.95}}
+    rows = {"base": {b: [_eval_file(tmp_path / f"base_{b}.json", [[1, 0], [0, 0], [1, 1]])] for b in ("x", "y")},
+            "released": {b: [_eval_file(tmp_path / f"rel_{b}.json", [[1, 1], [1, 0], [1, 1]])] for b in ("x", "y")}}
+    df = table1.run(cfg, rows, tmp_path / "table1", "table1", seeds={})
+    assert list(df["method"]) == ["base", "released"] and list(df["kind"]) == ["method", "external"]
+    assert list(df["label"]) == ["Base model", "Released"] and list(df["n_seeds"]) == [1, 1]
+    assert df.set_index("method").loc["base", "x"] == 50.0 and df.set_index("method").loc["released", "Avg"] == 83.33
+    assert df["x_std"].isna().all() and not df["x_lo"].isna().any()  # one evaluation each: interval, no std
+    md = (tmp_path / "table1.md").read_text()
+    assert "evaluate-only" in md.splitlines()[0] and "nothing trained" in md.splitlines()[0]
+    assert "**" not in md and "Difference rows" not in md and "Released" in md
+    assert r"\textbf" not in (tmp_path / "table1.tex").read_text()
+    assert pd.read_csv(tmp_path / "table1.csv")["method"].tolist() == ["base", "released"]
+
+
 def test_method_table_pairs_seeds_only_when_asked_and_the_seeds_match(tmp_path):
     from ibtpo.analysis.intervals import estimate_diff, estimate_paired
     from ibtpo.analysis.results import load_cells, method_table

@@ -137,9 +137,9 @@ def _best(df: pd.DataFrame, cols: list[str], higher: dict[str, bool]) -> dict[st
 
 
 def to_markdown(df: pd.DataFrame, cols: list[str], title: str, notes: str = "",
-                higher: dict[str, bool] | None = None, paper: bool = False) -> str:
+                higher: dict[str, bool] | None = None, paper: bool = False, bold: bool = True) -> str:
     higher = higher or {}
-    best = _best(df, cols, higher)
+    best = _best(df, cols, higher) if bold else {}
     seeds = "n_seeds" in df
     head = ["method"] + (["seeds"] if seeds else [])
     for c in cols:
@@ -165,9 +165,9 @@ def _tex_escape(s: str) -> str:
 
 
 def to_latex(df: pd.DataFrame, cols: list[str], caption: str, higher: dict[str, bool] | None = None,
-             paper: bool = False) -> str:
+             paper: bool = False, bold: bool = True) -> str:
     higher = higher or {}
-    best = _best(df, cols, higher)
+    best = _best(df, cols, higher) if bold else {}
     head = ["Method"]
     for c in cols:
         head += [c] + ([f"{c} (paper)"] if paper and f"{c}_paper" in df else [])
@@ -193,13 +193,14 @@ def to_latex(df: pd.DataFrame, cols: list[str], caption: str, higher: dict[str, 
 
 
 def write_all(df: pd.DataFrame, stem: str | Path, cols: list[str], title: str, notes: str = "",
-              higher: dict[str, bool] | None = None, csv_df: pd.DataFrame | None = None) -> list[Path]:
-    """``<stem>.csv``, ``<stem>.md``, ``<stem>.tex`` (best value per column in bold). ``csv_df``: the
-    frame stored as CSV when it differs from the displayed one (default ``df``)."""
+              higher: dict[str, bool] | None = None, csv_df: pd.DataFrame | None = None,
+              bold: bool = True) -> list[Path]:
+    """``<stem>.csv``, ``<stem>.md``, ``<stem>.tex`` (best value per column in bold, unless ``bold`` is
+    false). ``csv_df``: the frame stored as CSV when it differs from the displayed one (default ``df``)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paper = any(c.endswith("_paper") for c in df.columns)
     (df if csv_df is None else csv_df).to_csv(stem.with_suffix(".csv"), index=False)
-    stem.with_suffix(".md").write_text(to_markdown(df, cols, title, notes, higher, paper))
-    stem.with_suffix(".tex").write_text(to_latex(df, cols, title, higher, paper))
+    stem.with_suffix(".md").write_text(to_markdown(df, cols, title, notes, higher, paper, bold))
+    stem.with_suffix(".tex").write_text(to_latex(df, cols, title, higher, paper, bold))
     return [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]

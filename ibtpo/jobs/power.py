@@ -280,11 +280,17 @@ def run(run_dir: str | Path, claim_ids: list[str] | None = None, target_mde: flo
 
     run_dir = Path(run_dir)
     cfg_path, man_path = run_dir / "config.yaml", run_dir / "manifests" / "claims.json"
-    for p in (cfg_path, man_path):
-        if not p.exists():
-            raise SystemExit(f"{p}: not found; --from needs a finished run's folder (results/<preset>, with the "
-                             "claims report built)")
+    def missing(p):
+        return SystemExit(f"{p}: not found; --from needs a finished run's folder (results/<preset>, with the claims "
+                          "report built)")
+
+    if not cfg_path.exists():
+        raise missing(cfg_path)
     cfg = load_config(cfg_path)
+    if not cfg["methods"]:  # a claims manifest here would be another run's
+        raise SystemExit(f"{cfg_path}: methods: [] is evaluate-only (nothing is trained): no claim to plan runs for")
+    if not man_path.exists():
+        raise missing(man_path)
     # the manifest's paths are relative to where the DAG ran: <root>/<results_dir>/<preset> is run_dir
     depth = len(Path(cfg["results_dir"], cfg["preset"]).parts)
     root = run_dir.resolve().parents[depth - 1] if not Path(cfg["results_dir"]).is_absolute() else Path("/")

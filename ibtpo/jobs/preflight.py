@@ -97,6 +97,9 @@ def make_plan(cfg: dict, prompt_tokens: int) -> Plan:
     :func:`~ibtpo.trainer.needs_reference`)."""
     from ..trainer import LossSettings, TrainSettings, largest_chunks, needs_old_logprobs, needs_reference
 
+    if not cfg["methods"]:
+        raise PreflightFailed("preflight: methods: [] is evaluate-only (nothing is trained): there is no training "
+                              "run to check")
     t = cfg["train"]
     mdefs = {m: cfg["method_defs"][m] for m in cfg["methods"]}
     Gs = {m: sampler_G(d["sampler"]) for m, d in mdefs.items()}

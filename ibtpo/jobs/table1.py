@@ -1,11 +1,12 @@
 """Tables 1 and 2: avg@k of each method's final checkpoint per benchmark (``ibtpo.analysis.results``).
 
-Table 1 holds the preset's ``methods`` (plus the base model), Table 2 its ``ablations`` (the paper's
-Table 2 rows). Each cell: mean ± std over seeds and a 95% t-interval over seeds, problems and samples
-(``ibtpo.analysis.intervals``); difference rows (``IB-TPO − GRPO``, ``GRPO − base``; in Table 2 each
-ablation − GRPO) carry the interval of the paired difference and its minimum detectable effect. Written as
-``.csv``, ``.md`` and ``.tex``; with ``report.paper_*`` set, the paper's reported numbers and
-ours − paper sit next to each benchmark.
+Table 1 holds the preset's ``methods`` (plus the base model and the ``external:`` checkpoints), Table 2 its
+``ablations`` (the paper's Table 2 rows). With ``methods: []`` (evaluate-only) Table 1 holds the base model and
+the external checkpoints alone: no difference rows, no bold (nothing was trained here). Each cell: mean ± std
+over seeds and a 95% t-interval over seeds, problems and samples (``ibtpo.analysis.intervals``); difference
+rows (``IB-TPO − GRPO``, ``GRPO − base``; in Table 2 each ablation − GRPO) carry the interval of the paired
+difference and its minimum detectable effect. Written as ``.csv``, ``.md`` and ``.tex``; with ``report.paper_*``
+set, the paper's reported numbers and ours − paper sit next to each benchmark.
 """
 
 from __future__ import annotations
@@ -56,21 +57,36 @@ def run(cfg: dict, rows: dict, stem: str | Path, which: str = "table1", seeds: d
         columns = {b: c for b, c in {**rep["paper_columns"], "Avg": "Avg"}.items() if c in paper.columns}
         df = add_paper(df, Path(rep["paper_dir"]) / PAPER_FILES[which], rep.get("paper_model", ""),
                        columns, paper_rows, row_key=key)
-    ev = cfg["evaluation"]
+    evaluate_only = all(m == "base" or m in external for m in rows)  # methods: []: nothing trained here
+    title, notes = _title_notes(cfg, which, external, evaluate_only)
+    write_all(df, stem, benchmarks + ["Avg"], title, notes, bold=not evaluate_only)
+    return df
+
+
+def _title_notes(cfg: dict, which: str, external: list[str], evaluate_only: bool) -> tuple[str, str]:
+    """The table's title and the notes under it. Evaluate-only: what its rows are, no difference rows, no bold."""
+    ev, rep = cfg["evaluation"], cfg["report"]
     name = "Table 1" if which == "table1" else "Table 2 (ablations)"
-    title = (f"{name} ({cfg['preset']} preset): avg@{ev['k']} (%) at the final checkpoint "
-             f"(step {cfg['train']['steps']})")
-    seeds_how = ("each method's seeds independent, or paired seed by seed where both methods ran the same seeds "
-                 "(report.pairing: seeds)" if rep.get("pairing") == "seeds" else "each method's seeds independent")
-    notes = (f"Cells: mean ± sample std over seeds [CI]. {scheme_text(rep['confidence'])} Difference rows: paired by "
-             f"problem, {seeds_how}; (MDE) = minimum detectable effect. Avg: per seed the mean over "
-             "benchmarks. Bold: best method per column. " + answer_text(ev["answer"]))
+    if evaluate_only:
+        title = (f"{name} ({cfg['preset']} preset, evaluate-only): avg@{ev['k']} (%) of the base model"
+                 + (" and the external checkpoints" if external else "") + "; nothing trained (methods: [])")
+        several = cfg.get("policy", {}).get("base_models", 1) > 1
+        notes = ("Cells: mean" + (" ± sample std over the base models" if several else "") + " [CI]. "
+                 f"{scheme_text(rep['confidence'])} Avg: the mean over benchmarks. Nothing was trained here: no "
+                 "difference rows, no bold. " + answer_text(ev["answer"]))
+    else:
+        title = (f"{name} ({cfg['preset']} preset): avg@{ev['k']} (%) at the final checkpoint "
+                 f"(step {cfg['train']['steps']})")
+        seeds_how = ("each method's seeds independent, or paired seed by seed where both methods ran the same "
+                     "seeds (report.pairing: seeds)" if rep.get("pairing") == "seeds"
+                     else "each method's seeds independent")
+        notes = (f"Cells: mean ± sample std over seeds [CI]. {scheme_text(rep['confidence'])} Difference rows: "
+                 f"paired by problem, {seeds_how}; (MDE) = minimum detectable effect. Avg: per seed the mean over "
+                 "benchmarks. Bold: best method per column. " + answer_text(ev["answer"]))
     if external:
         notes += (" External checkpoints (" + ", ".join(labels(cfg)[n] for n in external) + "): evaluated once "
                   "with the same evaluation spec; their intervals hold the problem term only.")
-    write_all(df, stem, benchmarks + ["Avg"], title, notes)
-    return df
-
+    return title, notes
 
 
 def add_arguments(p) -> None:

@@ -4,6 +4,7 @@ rule preflight:
     the preset's methods). Fails early, with the memory figures and the config keys to change, when
     it does not fit. `snakemake <results>/<preset>/preflight.json` runs it; see ibtpo/jobs/preflight.py."""
     input:
+        refused=refused_when_evaluate_only("preflight", "preflight checks a training run") if EVAL_ONLY else [],
         base=[BASE] if BUILD_BASE else [],
         train=f"{R}/data/train.jsonl",
     output:

@@ -26,7 +26,8 @@ def table_outputs(name):
 
 rule table1:
     """avg@k of the final checkpoint: mean ± std over seeds, t-intervals and MDE, IB-TPO − GRPO and
-    GRPO − base (requires every checkpoint of every run evaluated, not only the final one)."""
+    GRPO − base (requires every checkpoint of every run evaluated, not only the final one). Evaluate-only
+    (methods: []): the base model and the external checkpoints, no difference rows."""
     input:
         all_evals=f"{R}/eval/.all_checkpoints_done",
         files=files_of(final_rows(METHODS)),
@@ -47,6 +48,8 @@ rule table1:
 
 
 def table2_rows(wildcards):
+    if EVAL_ONLY:
+        refused_when_evaluate_only("table2", "Table 2 trains the ablations")(wildcards)
     if not CFG["ablations"]:
         raise WorkflowError("table2: the preset defines no `ablations` (Table 2 methods)")
     return manifest("table2", {"rows": final_rows(CFG["ablations"], with_base=False),
@@ -76,7 +79,7 @@ rule table2:
         "2>&1 | tee {log} && cp {output.csv} {output.preset_csv}"
 
 
-TABLE3_METHOD = "ibtpo" if "ibtpo" in METHODS else METHODS[0]
+TABLE3_METHOD = ("ibtpo" if "ibtpo" in METHODS else METHODS[0]) if METHODS else None  # None: evaluate-only
 TABLE3_LABEL = f"{TABLE3_METHOD}@{FINAL}"
 # the probe's benchmark (tiny: 3-operation problems, 3 steps + the answer line: room to fork below the
 # root), else the first evaluation benchmark
@@ -88,7 +91,9 @@ rule table3:
     the same problems, with the base model and a trained checkpoint (final step, first seed)."""
     input:
         base=[BASE] if BUILD_BASE else [],
-        marker=f"{R}/runs/{TABLE3_METHOD}/seed{PROBE_SEEDS[TABLE3_METHOD][0]}/checkpoints/step_{FINAL}.json",
+        marker=(f"{R}/runs/{TABLE3_METHOD}/seed{PROBE_SEEDS[TABLE3_METHOD][0]}/checkpoints/step_{FINAL}.json"
+                if not EVAL_ONLY else
+                refused_when_evaluate_only("table3", "Table 3 compares the base model with a trained checkpoint")),
         bench=f"{R}/data/bench/{TABLE3_BENCH}.jsonl",
     output:
         csv=report(f"{RD}/table3.csv", caption=f"{REPORT}/table3.rst", category="Tables"),
@@ -144,7 +149,8 @@ rule figures:
     generated tokens, one line per method with a seed band; the per-step training log; where the
     tree methods fork (fork position and root share against step)."""
     input:
-        figure_inputs(FIG_METHODS),
+        figure_inputs(FIG_METHODS) if not EVAL_ONLY else
+        refused_when_evaluate_only("figures", "the figures plot the training runs"),
     output:
         png_step=report(f"{R}/figures/dynamics_step.png", caption=f"{REPORT}/dynamics.rst", category="Figures"),
         png_tokens=report(f"{R}/figures/dynamics_tokens.png", caption=f"{REPORT}/dynamics.rst", category="Figures"),
@@ -195,6 +201,7 @@ def claims_manifest():
 rule claims:
     """Each claim of the paper with the reproduced evidence, its interval and a verdict."""
     input:
+        refused=refused_when_evaluate_only("claims", "the claims compare trained methods") if EVAL_ONLY else [],
         rows=files_of(final_rows(FIG_METHODS)),
         aa=expand(f"{R}/eval/base_evalseed1/step_0/{{b}}.json", b=BENCH),
         curves=[f for seeds in claims_curves(FIG_METHODS).values() for r in seeds.values()
@@ -228,6 +235,7 @@ rule power:
     other designs (seeds per method; --all-designs by hand for problems and samples) and the cheapest one
     that decides the claim (ibtpo/jobs/power.py)."""
     input:
+        refused=refused_when_evaluate_only("power", "the power planner sizes trained runs") if EVAL_ONLY else [],
         claims=f"{R}/claims.md",
     output:
         md=f"{R}/power.md",
