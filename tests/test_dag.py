@@ -121,6 +121,8 @@ def test_evaluate_only_plans_no_training_job(workdir):
     checkpoint (with base: build, only the SFT of the base row). Table 1's manifest holds the base and external
     rows only; targets that need trained methods are refused at planning with one line."""
     (workdir / "ckpt").mkdir()
+    for f in ("config.json", "model.safetensors", "tokenizer.json"):  # what the planning check looks for
+        (workdir / "ckpt" / f).write_text("{}")
     conf = workdir / "eo.yaml"
     conf.write_text("extends: smoke\npreset: eo\nmethods: []\npolicy: {base: ckpt}\n"
                     "external:\n  released: {path: ckpt, label: Released weights}\n")
