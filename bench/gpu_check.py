@@ -52,6 +52,15 @@ class StartsWithSeven:
         return [pred.startswith("7") for _, pred in pairs]
 
 
+def toy_trainer(model, tok, problems, method, dev: str, run_dir, train: dict, max_new_tokens: int,
+                decode: str = "auto") -> Trainer:
+    """A trainer rewarded by :class:`StartsWithSeven`, sampling at most ``max_new_tokens`` through ``decode``."""
+    return Trainer(model, tok, problems, method, TrainSettings.of(train),
+                   SamplingParams(max_new_tokens=max_new_tokens, stop_token_ids=(tok.eos_token_id,)),
+                   HFBackend(model, tok.pad_token_id, dev, decode=decode), StartsWithSeven(), run_dir, device=dev,
+                   log=lambda *_: None)
+
+
 def sync(dev: str) -> None:
     if dev.startswith("cuda"):
         torch.cuda.synchronize()
@@ -90,10 +99,8 @@ def check_training(tok, dev: str, steps: int) -> None:
                           {"kl_coef": 0.001})):
         m = build_tiny_llama(tok, n_layer=1, d_model=32, n_head=2, d_mlp=64, max_positions=64).to(dev)
         with tempfile.TemporaryDirectory() as d:
-            tr = Trainer(m, tok, problems, method,
-                         TrainSettings.of(dict(steps=steps, batch_problems=4, checkpoint_every=steps, lr=1e-2)),
-                         SamplingParams(max_new_tokens=3, stop_token_ids=(tok.eos_token_id,)),
-                         HFBackend(m, tok.pad_token_id, dev), StartsWithSeven(), d, device=dev, log=lambda *_: None)
+            tr = toy_trainer(m, tok, problems, method, dev, d, dict(steps=steps, batch_problems=4,
+                                                                    checkpoint_every=steps, lr=1e-2), 3)
             rewards = [tr.train_step()["reward_mean"] for _ in range(steps)]
         k = max(1, steps // 6)
         print(f"train {method.name}: reward first{k}={sum(rewards[:k]) / k:.2f} last{k}={sum(rewards[-k:]) / k:.2f}")
@@ -179,11 +186,9 @@ def check_step_times(tok, dev: str, s: dict, decode: str) -> None:
                           {"kl_coef": 0.001})):
         m = big_llama(tok, s, torch.float32, dev).train()
         with tempfile.TemporaryDirectory() as d:
-            tr = Trainer(m, tok, problems, method,
-                         TrainSettings.of(dict(steps=2, batch_problems=s["prompts"], checkpoint_every=100, lr=1e-5)),
-                         SamplingParams(max_new_tokens=s["step_tokens"], stop_token_ids=(tok.eos_token_id,)),
-                         HFBackend(m, tok.pad_token_id, dev, decode=decode), StartsWithSeven(), d, device=dev,
-                         log=lambda *_: None)
+            tr = toy_trainer(m, tok, problems, method, dev, d, dict(steps=2, batch_problems=s["prompts"],
+                                                                    checkpoint_every=100, lr=1e-5),
+                             s["step_tokens"], decode)
             tr.train_step()
             times[method.name] = timed(tr.train_step, dev)
         print(f"step {method.name} (decode {decode}): {times[method.name]:.2f} s")

@@ -359,9 +359,9 @@ def _external_path_problems(cfg: dict, where: str, path: str) -> list[str]:
 
 def hub_cached(repo_id: str) -> bool:
     """Whether a hub model's ``config.json`` is in the local Hugging Face cache (no network)."""
-    from huggingface_hub import try_to_load_from_cache
+    from .data.context_budget import cached_hub_config
 
-    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    return cached_hub_config(repo_id) is not None
 
 
 SECTION_CHECKS = (_check_methods, _check_probe, _check_evaluation, _check_rollout, _check_train, _check_policy,

@@ -40,18 +40,24 @@ def config_positions(config: dict) -> int | None:
     return None
 
 
+def cached_hub_config(repo_id: str) -> Path | None:
+    """The ``config.json`` of a hub model in the local Hugging Face cache (no network), else ``None``;
+    a string that is no hub id raises ``ValueError``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json")
+    return Path(found) if isinstance(found, str) else None
+
+
 def checkpoint_config_file(checkpoint: str | Path) -> Path | None:
     """The ``config.json`` of a checkpoint directory, or of a hub id in the local Hugging Face cache."""
     p = Path(checkpoint)
     if p.is_dir():
         return p / "config.json" if (p / "config.json").is_file() else None
-    from huggingface_hub import try_to_load_from_cache
-
     try:
-        found = try_to_load_from_cache(str(checkpoint), "config.json")
+        return cached_hub_config(str(checkpoint))
     except ValueError:  # not a hub id either (a path that is not there)
         return None
-    return Path(found) if isinstance(found, str) else None
 
 
 def checkpoint_positions(checkpoint: str | Path) -> int | None:

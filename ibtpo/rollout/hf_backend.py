@@ -15,6 +15,7 @@ is the decode path's (:mod:`ibtpo.rollout.decode`, chosen once per call by ``dec
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -157,13 +158,17 @@ def left_pad(prefixes: Sequence[Sequence[int]], pad: int, device) -> tuple[torch
     return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+@dataclass
 class Samples:
     """One generate call's outputs, preallocated ``(rows, steps)``: tokens, log-probs, entropies; per row
     its final length and whether it stopped on a stop token; the tokens generated over all rows."""
 
-    def __init__(self, tok, lp, ent, length, stopped):
-        self.tok, self.lp, self.ent, self.length, self.stopped = tok, lp, ent, length, stopped
-        self.generated = 0
+    tok: torch.Tensor
+    lp: torch.Tensor
+    ent: torch.Tensor
+    length: torch.Tensor
+    stopped: torch.Tensor
+    generated: int = 0
 
     @classmethod
     def empty(cls, rows: int, steps: int, caps: torch.Tensor, device) -> "Samples":

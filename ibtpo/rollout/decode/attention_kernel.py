@@ -150,6 +150,14 @@ class DecodeAttention:
     def __init__(self):
         self.fn = kernel(required=True)
         self._pool: ThreadPoolExecutor | None = None
+        self._scratch = torch.empty((0, 0))
+
+    def _scratch_for(self, threads: int, width: int) -> torch.Tensor:
+        """Each thread's score buffer, ``(threads, >= width)`` floats: reused across steps and layers (a
+        call's prompt + response width bounds every step's)."""
+        if self._scratch.shape[0] < threads or self._scratch.shape[1] < width:
+            self._scratch = torch.empty((threads, width), dtype=torch.float32)
+        return self._scratch
 
     def __call__(self, q, kv: SharedPrefixKV, n: int, pmask, scale: float, rows: torch.Tensor) -> torch.Tensor:
         """``q (B, H, 1, D)`` against the prompt columns and the first ``n`` generated columns of cache rows
@@ -160,7 +168,7 @@ class DecodeAttention:
         pmask = None if pmask is None else pmask.contiguous()
         rows = rows.to(torch.int64).contiguous()
         threads = min(torch.get_num_threads(), B)
-        scratch = torch.empty((threads, kv.kp.shape[3] + n), dtype=torch.float32)  # each thread's scores
+        scratch = self._scratch_for(threads, kv.kp.shape[3] + kv.kr.shape[3])
         if threads <= 1:
             self._run(q, kv, n, pmask, rows, out, scratch[0], 0, B, scale)
         else:
