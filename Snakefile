@@ -17,7 +17,7 @@ DEFAULT_RESULTS = schema()["properties"]["results_dir"]["default"]  # "results"
 
 
 def report_last_run():
-    """For a bare ``snakemake --report DIR/report.html``: ``DIR/last_run.json`` (the preset the DAG last planned
+    """For a bare ``snakemake --report DIR/report.html``: ``DIR/last_run.json`` (the preset the DAG last ran jobs for
     with results_dir DIR), else the default results_dir's; ``None`` when there is none."""
     argv = sys.argv[sys.argv.index("--report") + 1:]
     target = argv[0] if argv and not argv[0].startswith("-") else ""
@@ -43,7 +43,7 @@ PY = sys.executable
 PRESET = CFG["preset"]
 RD = CFG["results_dir"]  # every output lies under it: tables and claims report, then a folder per preset
 R = f"{RD}/{PRESET}"
-LAST_RUN = Path(f"{RD}/last_run.json")  # the preset the DAG last planned here (for a bare --report)
+LAST_RUN = Path(f"{RD}/last_run.json")  # the preset the DAG last ran jobs for here (for a bare --report)
 CONFIG_FILE = f"{R}/config.yaml"
 METHODS = CFG["methods"]                                           # Table 1 (default target)
 EVAL_ONLY = evaluate_only(CFG)  # methods: []: Table 1 = the base model + the external checkpoints; nothing trained

@@ -51,7 +51,6 @@ from accelerate import Accelerator
 from accelerate.state import is_initialized as accelerate_initialized
 from accelerate.utils import gather_object
 
-STRATEGIES = ("single", "ddp", "fsdp")
 _BUCKET = 1 << 25  # elements per gradient all-reduce bucket (128 MiB of fp32)
 
 
