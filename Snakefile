@@ -11,6 +11,8 @@ from pathlib import Path
 
 from ibtpo.config import (ConfigError, all_seeds, check_resource_rules, checkpoint_steps, dag_config, evaluate_only,
                           load_config, probe_seeds, rule_resources, seeds_of)
+from ibtpo.dag_mode import plans_only
+from ibtpo.publish import PUBLISHED, clear_stale, publish
 from ibtpo.schema import schema
 
 DEFAULT_RESULTS = schema()["properties"]["results_dir"]["default"]  # "results"
@@ -40,6 +42,7 @@ except ConfigError as e:
     raise WorkflowError(str(e)) from None
 
 PY = sys.executable
+PLANS_ONLY = plans_only(sys.argv)  # a dry run (-n), --dag, --summary, --report ...: runs no job, writes nothing
 PRESET = CFG["preset"]
 RD = CFG["results_dir"]  # every output lies under it: tables and claims report, then a folder per preset
 R = f"{RD}/{PRESET}"
@@ -64,6 +67,9 @@ N_BASES = CFG["policy"]["base_models"] if BUILD_BASE else 1
 BASES = [BASE] + [f"{R}/base_{i}" for i in range(1, N_BASES)]
 BASE_EVALS = ["base"] + [f"base_{i}" for i in range(1, N_BASES)]  # eval/<name>/step_0/ of each base
 EXTERNAL = CFG.get("external", {})  # checkpoints trained elsewhere: rows of Table 1 (eval/external/<name>/)
+# the tables and reports this config can publish at the top of RD (ibtpo/publish.py)
+REPORTS = ["table1"] + ([] if EVAL_ONLY else ["table3"] + (["table2"] if CFG["ablations"] else [])
+                        + (["claims"] if PROBE else []))
 
 
 def base_index(seed):
@@ -79,15 +85,25 @@ def refused_when_evaluate_only(target, why):
     return refuse
 
 
-# The resolved config every job reads; rewritten only when it changes (keeps reruns no-ops).
-Path(R).mkdir(parents=True, exist_ok=True)
-_text = json.dumps(CFG, indent=1, sort_keys=True)
-if not Path(CONFIG_FILE).exists() or Path(CONFIG_FILE).read_text() != _text:
-    Path(CONFIG_FILE).write_text(_text)
+def write_plan_file(path, text):
+    """Write a file the jobs read (the resolved config, a manifest) while the Snakefile is parsed, only when its
+    text changes (keeps reruns no-ops). A plan (-n, --dag, --summary ...) writes its copy under snakemake's own
+    .snakemake/plan/ instead: it changes nothing under the results_dir (a run in progress keeps reading its
+    own config), while the commands it prints name the real file."""
+    path = Path(path)
+    if PLANS_ONLY:
+        path = Path(".snakemake/plan") / path.relative_to(path.anchor)
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
 
 
-onstart:  # a run that executes jobs, not a dry run (-n) or a report: those record nothing
-    if workflow.is_main_process and "--report" not in sys.argv:
+write_plan_file(CONFIG_FILE, json.dumps(CFG, indent=1, sort_keys=True))  # the resolved config every job reads
+
+
+onstart:  # a run that executes jobs (not a dry run or a report): the top level becomes this preset's
+    if workflow.is_main_process and not PLANS_ONLY:
+        clear_stale(RD, R, REPORTS, log=lambda line: print(line, file=sys.stderr))  # other runs' tables and claims
         _last = json.dumps({"preset": PRESET, "config": CONFIG_FILE})
         if not LAST_RUN.exists() or LAST_RUN.read_text() != _last:
             LAST_RUN.parent.mkdir(parents=True, exist_ok=True)
@@ -96,13 +112,10 @@ onstart:  # a run that executes jobs, not a dry run (-n) or a report: those reco
 
 def manifest(name, obj):
     """A job's structured inputs (file lists per method, seed and step) as ``<R>/manifests/<name>.json``,
-    rewritten only when it changes; the job reads it (``python -m ibtpo <job> --help``)."""
-    path = Path(f"{R}/manifests/{name}.json")
-    text = json.dumps(obj, indent=1, sort_keys=True)
-    if not path.exists() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return str(path)
+    rewritten only when it changes (write_plan_file); the job reads it (``python -m ibtpo <job> --help``)."""
+    path = f"{R}/manifests/{name}.json"
+    write_plan_file(path, json.dumps(obj, indent=1, sort_keys=True))
+    return path
 
 
 def section(*keys):
@@ -138,7 +151,7 @@ except ConfigError as e:
 
 
 # Jobs that only read small files and write tables/figures run where snakemake runs (no sbatch).
-localrules: all, evaluate_all, probe_run_csv, table1, table2, figures, claims, power  # small files, no sbatch
+localrules: all, evaluate_all, probe_run_csv, table1, table2, figures, claims, power, publish_table, publish_claims
 
 
 rule all:

@@ -148,6 +148,14 @@ def evaluate_only(cfg: dict) -> bool:
     return not cfg["methods"]
 
 
+def data_splits(cfg: dict) -> list[str]:
+    """The sets of ``data`` besides the benchmarks that make_data reads and writes: ``train`` and ``sft`` where
+    the config has them; an evaluate-only run (``methods: []``) reads no ``train`` (nothing is trained: a
+    17K-problem set is neither read nor checked) and ``sft`` only to build its base (``policy.base: build``)."""
+    wanted = ["sft"] if cfg["policy"]["base"] == "build" else []
+    return [s for s in ("train", "sft") if s in cfg["data"] and (not evaluate_only(cfg) or s in wanted)]
+
+
 def _check_methods(cfg: dict) -> list[str]:
     """``methods`` / ``ablations`` name defined methods (``methods: []``: evaluate-only, which trains no
     ablations either); each method's IB parameters are shared by its sampler and advantage, and both build."""
@@ -272,9 +280,10 @@ def _check_policy(cfg: dict) -> list[str]:
 def _check_data(cfg: dict) -> list[str]:
     """Each data set has what its source needs, and its local file exists (hub datasets:
     ``ibtpo.data.benchmarks.check_hub_access`` at planning time). Keys another source reads are not
-    refused: a preset that ``extends`` another and changes a set's source inherits the old keys."""
+    refused: a preset that ``extends`` another and changes a set's source inherits the old keys. Only the sets
+    the run reads (:func:`data_splits`: an evaluate-only run reads no ``data.train``)."""
     problems = []
-    entries = [(f"data.{k}", cfg["data"][k]) for k in ("train", "sft") if k in cfg["data"]]
+    entries = [(f"data.{k}", cfg["data"][k]) for k in data_splits(cfg)]
     entries += [(f"data.benchmarks.{k}", v) for k, v in cfg["data"]["benchmarks"].items()]
     for where, ds in entries:
         src = ds["source"]

@@ -40,7 +40,9 @@ def test_nested_config_override_plans(tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     import json
 
-    resolved = json.loads((tmp_path / "results" / "smoke" / "config.yaml").read_text())
+    assert not (tmp_path / "results" / "smoke").exists()  # a dry run writes nothing under results/ ...
+    plan = tmp_path / ".snakemake" / "plan"  # ... but its resolved config and manifests here
+    resolved = json.loads((plan / "results" / "smoke" / "config.yaml").read_text())
     assert resolved["evaluation"]["temperature"] == 0.5 and resolved["evaluation"]["top_p"] == 0.9
 
 
@@ -53,7 +55,7 @@ def test_configfile_errors_name_the_file_and_relative_extends_resolve_from_it(tm
     (work / "results").mkdir(parents=True)
     r = snakemake(work, "--configfile", str(mine / "run.yaml"))
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    assert (work / "results" / "myrun" / "config.yaml").exists()
+    assert (work / ".snakemake" / "plan" / "results" / "myrun" / "config.yaml").exists()
     (mine / "bad.yaml").write_text("extends: base.yaml\ntrain: {steps: 0}\n")
     bad = snakemake(work, "--configfile", str(mine / "bad.yaml"))
     assert bad.returncode != 0

@@ -3,6 +3,7 @@ and a second run has nothing to do."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+PLAN = Path(".snakemake") / "plan"  # where a dry run writes the resolved config and the manifests (Snakefile)
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
@@ -104,10 +106,10 @@ def test_method_seeds_train_extra_seeds_from_the_shared_bases_and_probe_only_see
     assert c["probe"] == 2 * n_methods * n_ckpt
     assert "--method grpo --seed 3 --base results/smoke/base " in out
     assert "--method grpo --seed 1 --base results/smoke/base_1 " in out
-    man = json.loads((workdir / "results" / "smoke" / "manifests" / "claims.json").read_text())
+    man = json.loads((workdir / PLAN / "results" / "smoke" / "manifests" / "claims.json").read_text())
     assert man["seeds"]["grpo"] == [0, 1, 3] and man["seeds"]["ibtpo"] == [0, 1]
     assert len(man["rows"]["grpo"][cfg["evaluation"]["benchmarks"][0]]) == 3 and len(man["probes"]["grpo"]) == 2
-    t1 = json.loads((workdir / "results" / "smoke" / "manifests" / "table1.json").read_text())
+    t1 = json.loads((workdir / PLAN / "results" / "smoke" / "manifests" / "table1.json").read_text())
     assert t1["seeds"]["grpo"] == [0, 1, 3]
     conf.write_text("extends: smoke\nmethod_seeds: {grpo_g12: [0, 1]}\n")
     r = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(conf))
@@ -133,7 +135,7 @@ def test_evaluate_only_plans_no_training_job(workdir):
         c = _job_counts(r.stdout + r.stderr)
         assert not untrained & set(c), c
         assert c["make_data"] == c["evaluate_base"] == c["evaluate_external"] == c["table1"] == 1, c
-    man = json.loads((workdir / "results" / "eo" / "manifests" / "table1.json").read_text())
+    man = json.loads((workdir / PLAN / "results" / "eo" / "manifests" / "table1.json").read_text())
     assert set(man["rows"]) == {"base", "released"} and man["seeds"] == {}
     r = snakemake(workdir, "-n", "--cores", "1", "--config", "preset=smoke", "methods=[]")  # base: build
     assert r.returncode == 0, r.stderr + r.stdout
@@ -168,7 +170,8 @@ def test_another_results_dir_holds_every_output(tmp_path):
     assert [f for f in files if not f.startswith("out/")] == []
     assert "results/" not in out  # no job's command names results/ either (--out, --md, --config ...)
     assert not (tmp_path / "results").exists()
-    assert not (tmp_path / "out" / "last_run.json").exists()  # a dry run records no last run
+    assert not (tmp_path / "out").exists()  # a dry run writes nothing (no last run, config or manifest) ...
+    assert (tmp_path / PLAN / "out" / "smoke" / "config.yaml").exists()  # ... but under .snakemake/plan/
 
 
 @pytest.mark.slow
@@ -253,3 +256,21 @@ def test_smoke_preset_builds_table1_and_rerun_is_a_no_op(workdir):
     for col in ("arith_ops2", "arith_ops3", "arith_ops4", "arith_wide", "Avg"):
         assert t1.loc["released", col] == t1.loc["base", col], col
     assert "| Released weights |" in (workdir / "results" / "table1.md").read_text()
+
+    # the top level shows one run: every relative link of the published claims report resolves from there;
+    # an evaluate-only run of the same preset then publishes Table 1 alone and removes the earlier run's
+    # claims and Table 3 from the top level (their preset copies stay), and a dry run of another preset
+    # changes nothing there
+    top = workdir / "results"
+    links = re.findall(r"\]\(([^)#]+)\)", (top / "claims.md").read_text())
+    assert "smoke/figures/dynamics_step.png" in links and all((top / f).exists() for f in links), links
+    eo = snakemake(workdir, "--cores", "2", "results/table1.csv", "--config", "preset=smoke", "methods=[]")
+    assert eo.returncode == 0, (eo.stdout + eo.stderr)[-3000:]
+    assert "rule train:" not in eo.stdout + eo.stderr and "[publish] removed results/claims.md" in eo.stderr
+    reports = {"table1.csv", "table1.md", "table1.tex", "table2.csv", "table3.csv", "claims.md", "claims.json"}
+    assert sorted(p.name for p in top.iterdir() if p.name in reports) == ["table1.csv", "table1.md", "table1.tex"]
+    assert (top / "smoke" / "claims.md").exists() and (top / "smoke" / "table3.csv").exists()
+    assert pd.read_csv(top / "table1.csv")["method"].tolist() == ["base"]
+    before = {p: p.stat().st_mtime_ns for p in top.rglob("*")}
+    assert snakemake(workdir, "-n", "--cores", "1", "--config", "preset=tiny").returncode == 0
+    assert {p: p.stat().st_mtime_ns for p in top.rglob("*")} == before

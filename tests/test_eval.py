@@ -69,6 +69,27 @@ def test_normalize_benchmark_field_names_and_float_answers(tmp_path):
                                     "limit": 1})) == 1
 
 
+def test_normalize_benchmark_takes_the_answer_rules_and_nested_fields_of_make_data(tmp_path):
+    """The standalone reader (``python -m ibtpo.eval.run --benchmarks``) reads a GSM8K-shaped and a MATH-shaped
+    row as make_data does: the text after the last ``####`` (thousands separator dropped), the last
+    ``\\boxed{}``, a dotted id; a row the rule finds nothing in is an error naming the file and row."""
+    gsm = tmp_path / "gsm.jsonl"
+    gsm.write_text(json.dumps({"question": "How many?", "answer": "48 + 24 = 72\n#### 1,072"}) + "\n")
+    rows = normalize_benchmark({"path": str(gsm), "problem_field": "question",
+                                "answer_field": {"field": "answer", "after": "####"}})
+    assert rows == [{"id": "0", "problem": "How many?", "answer": "1072"}]
+    math_ = tmp_path / "math.jsonl"
+    math_.write_text(json.dumps({"meta": {"uid": "algebra/7"}, "problem": "Half of 1?",
+                                 "solution": "So $\\boxed{2}$, no: \\boxed{\\frac{1}{2}}."}) + "\n")
+    rows = normalize_benchmark({"path": str(math_), "id_field": "meta.uid",
+                                "answer_field": {"field": "solution", "boxed": "last"}})
+    assert rows == [{"id": "algebra/7", "problem": "Half of 1?", "answer": "\\frac{1}{2}"}]
+    gsm.write_text(gsm.read_text() + json.dumps({"question": "And?", "answer": "no marker here"}) + "\n")
+    with pytest.raises(ValueError, match=r"gsm.jsonl:2: .*####"):
+        normalize_benchmark({"path": str(gsm), "problem_field": "question",
+                             "answer_field": {"field": "answer", "after": "####"}})
+
+
 def test_task_hooks_grade_fixed_strings(tmp_path):
     bench = _write_bench(tmp_path / "b.jsonl", n=2)
     names = write_tasks({"toy": {"path": bench}}, {**SPEC, "k": 2}, tmp_path / "tasks")

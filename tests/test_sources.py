@@ -298,3 +298,20 @@ def test_config_errors_name_the_key(entry, message):
     data_dir = os.environ.get("IBTPO_DATA_DIR") or str(REPO.parent / "shared" / "data")
     with pytest.raises(ConfigError, match=message):
         load_config("tiny", overrides={"data_dir": data_dir, "data": {"benchmarks": {"x": entry}}})
+
+
+def test_evaluate_only_reads_no_training_set(tmp_path, capsys):
+    """methods: [] trains nothing: make_data neither reads nor writes data.train (here a file that does not
+    exist, which a training run refuses); the sft set only where the base is built."""
+    from ibtpo.config import data_splits, load_config
+
+    missing = {"source": "jsonl", "path": str(tmp_path / "no_such_train.jsonl")}
+    cfg = load_config("smoke", overrides={"methods": [], "data": {"train": missing}})
+    assert data_splits(cfg) == ["sft"]  # policy.base: build
+    written = make_data.run(cfg, tmp_path / "out")
+    assert "train" not in written and (tmp_path / "out" / "sft.jsonl").exists()
+    assert not (tmp_path / "out" / "train.jsonl").exists()
+    assert "data.train is not read" in capsys.readouterr().out
+    assert data_splits(load_config("smoke")) == ["train", "sft"]
+    with pytest.raises(ConfigError, match="data.train.path: data file .*no_such_train.jsonl not found"):
+        load_config("smoke", overrides={"data": {"train": missing}})  # a run that trains: refused at once

@@ -118,9 +118,15 @@ def normalize_benchmark(bench: dict) -> list[dict]:
     """Read a benchmark jsonl into ``[{"id", "problem", "answer"}]`` (all strings).
 
     Field names come from the benchmark entry (``problem_field``, ``answer_field``, ``id_field``;
-    defaults problem / answer / id); a row without an id gets its 0-based line index. Integer-valued
-    float answers (``27.0``) become ``"27"``. ``limit`` keeps the first N rows.
+    defaults problem / answer / id), read as the DAG's make_data reads them: a dotted path names a nested
+    field, and ``answer_field`` may be an extraction rule (``{field: answer, after: "####"}``, ``{field:
+    solution, boxed: last}``, ``{field, regex}``: :mod:`ibtpo.data.answer_rules`). A row without an id gets
+    its 0-based line index. Integer-valued float answers (``27.0``) become ``"27"``. ``limit`` keeps the
+    first N rows.
     """
+    from ..data.answer_rules import ExtractionError
+    from ..data.sources import answer_getter, field
+
     unknown = set(bench) - BENCH_KEYS
     if unknown:
         raise ValueError(f"benchmark entry has unknown keys {sorted(unknown)}; known: {sorted(BENCH_KEYS)}")
@@ -129,12 +135,21 @@ def normalize_benchmark(bench: dict) -> list[dict]:
         raise FileNotFoundError(f"benchmark file not found: {path}")
     pf, af, idf = (bench.get("problem_field", "problem"), bench.get("answer_field", "answer"),
                    bench.get("id_field", "id"))
+    get_problem, get_answer, get_id = field(pf), answer_getter(af, f"{path}: answer_field"), field(idf)
     rows = []
     for i, line in enumerate(l for l in path.read_text().splitlines() if l.strip()):
         d = json.loads(line)
-        if pf not in d or af not in d:
-            raise ValueError(f"{path}:{i + 1}: row lacks field {pf!r} or {af!r} (has {sorted(d)})")
-        rows.append({"id": str(d.get(idf, i)), "problem": str(d[pf]), "answer": _answer_str(d[af])})
+        try:
+            problem, answer = get_problem(d), get_answer(d)
+        except KeyError as e:
+            raise ValueError(f"{path}:{i + 1}: row lacks field {e.args[0]!r} (has {sorted(d)})") from None
+        except ExtractionError as e:
+            raise ValueError(f"{path}:{i + 1}: {e}") from None
+        try:
+            rid = get_id(d)
+        except KeyError:
+            rid = i
+        rows.append({"id": str(rid), "problem": str(problem), "answer": _answer_str(answer)})
     limit = bench.get("limit")
     if limit is not None:
         rows = rows[: int(limit)]

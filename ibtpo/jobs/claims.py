@@ -337,7 +337,8 @@ def to_markdown(cfg: dict, claims: list[dict], seeds_of: dict | None = None) -> 
              "|---|---|---|---|---|---|"]
 
     def row(c):
-        ev = ", ".join(f"[{Path(e).name}]({e})" for e in c["evidence"] if e)
+        # a claim not measured here has no evidence to link (its table, e.g. table2.md, was not made)
+        ev = ", ".join(f"[{Path(e).name}]({e})" for e in c["evidence"] if e) if c["verdict"] != NOT_MEASURED else "—"
         if c["equal_steps"] is not None:
             return (f"| {c['claim']} | {c['paper']} | {c['equal_steps']['text']} | {c['equal_tokens']['text']} | "
                     f"**{c['verdict']}** | {ev} |")

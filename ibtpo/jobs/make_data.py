@@ -30,7 +30,7 @@ import json
 import time
 from pathlib import Path
 
-from ..config import data_root
+from ..config import data_root, data_splits, evaluate_only
 from ..data import benchmarks, context_budget, golds, sources
 from ..data.arithmetic import ArithmeticSpec, generate
 from ..data.problems import DataError, write_jsonl
@@ -55,7 +55,8 @@ def _read(ds: dict, data_dir: Path, exclude: set, name: str, where: str) -> tupl
 
 
 def run(cfg: dict, out_dir: str | Path) -> dict[str, Path]:
-    """Writes ``bench/<name>.jsonl`` for every benchmark, then ``train.jsonl`` and ``sft.jsonl``;
+    """Writes ``bench/<name>.jsonl`` for every benchmark, then ``train.jsonl`` and ``sft.jsonl`` (those the run
+    needs: :func:`ibtpo.config.data_splits`);
     synthetic splits exclude every benchmark expression (held-out prompts never appear in
     training), real ones are kept as published and their overlap is logged. Every set is read and
     checked before the first file is written."""
@@ -66,8 +67,11 @@ def run(cfg: dict, out_dir: str | Path) -> dict[str, Path]:
     data = fill_section("data", cfg["data"])  # the schema's defaults (gold_check), also for a bare cfg
     sets = [(name, f"data.benchmarks.{name}", ds, out_dir / "bench" / f"{name}.jsonl")
             for name, ds in data["benchmarks"].items()]
-    sets += [(split, f"data.{split}", data[split], out_dir / f"{split}.jsonl") for split in ("train", "sft")
-             if split in data]
+    splits = data_splits(cfg) if "policy" in cfg else [s for s in ("train", "sft") if s in data]
+    sets += [(split, f"data.{split}", data[split], out_dir / f"{split}.jsonl") for split in splits]
+    if "policy" in cfg and evaluate_only(cfg):
+        print(f"[make-data] evaluate-only (methods: []): reads the benchmarks{' and data.sft' if splits else ''}; "
+              "data.train is not read")
     read, held_out, bench_problems, errors = [], set(), {}, []
     with Grader(timeout_s=GOLD_TIMEOUT_S) as grader:
         for name, where, ds, path in sets:

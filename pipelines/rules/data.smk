@@ -2,6 +2,7 @@
 # hub-only dataset (AMC 2024, GPQA-Diamond, IFEval, a `source: hf` set) with no local `path:` fails here when the hub is
 # unreachable, naming each dataset and how to provide it, unless offline_benchmarks says defer/skip
 # (ibtpo/data/benchmarks.py). Nothing is downloaded at planning time.
+from ibtpo.config import data_splits
 from ibtpo.data.benchmarks import check_hub_access, lm_eval_task
 from ibtpo.data.problems import DataError
 
@@ -18,16 +19,16 @@ BUILTIN_BENCH = [b for b, e in CFG["data"]["benchmarks"].items() if lm_eval_task
 # data_dir matters to make_data only where a data set is read from a file (tiny/smoke generate theirs:
 # moving data_dir must not rerun them)
 READS_DATA_DIR = any(ds["source"] in ("jsonl", "parquet", "registry") or (ds["source"] == "hf" and "path" in ds)
-                     for ds in [v for k, v in CFG["data"].items() if k in ("train", "sft")]
+                     for ds in [CFG["data"][k] for k in data_splits(CFG)]
                      + list(CFG["data"]["benchmarks"].values()))
 
 
 rule make_data:
     output:
-        train=f"{R}/data/train.jsonl",
         bench=expand(f"{R}/data/bench/{{b}}.jsonl", b=list(CFG["data"]["benchmarks"])),
         bench_meta=expand(f"{R}/data/bench/{{b}}.meta.json", b=BUILTIN_BENCH),
-        sft=[f"{R}/data/sft.jsonl"] if "sft" in CFG["data"] else [],
+        # train.jsonl, sft.jsonl: those the run reads (evaluate-only: no train; sft only to build the base)
+        splits=[f"{R}/data/{s}.jsonl" for s in data_splits(CFG)],
     params:
         cfg=section("data", *(["data_dir"] if READS_DATA_DIR else [])),
     log:

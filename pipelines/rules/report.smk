@@ -1,5 +1,7 @@
-# Tables, figures and the claims report, under the preset's results_dir (RD: `results` by default). Files
-# marked report(...) go into `snakemake --report results/report.html` with the captions in pipelines/report/.
+# Tables, figures and the claims report, under the preset's folder R (`results/<preset>`); the `publish` rule
+# copies the tables and the claims report to the top of the results_dir RD (`results/table1.csv`, ...; see
+# ibtpo/publish.py). Files marked report(...) go into `snakemake --report results/report.html` with the
+# captions in pipelines/report/.
 REPORT = "../report"  # caption paths are relative to this rule file
 TABLE_PARAMS = section("evaluation", "report", "method_defs", "train")
 
@@ -20,8 +22,8 @@ def files_of(rows):
 
 
 def table_outputs(name):
-    return {"csv": report(f"{RD}/{name}.csv", caption=f"{REPORT}/{name}.rst", category="Tables"),
-            "md": f"{RD}/{name}.md", "tex": f"{RD}/{name}.tex", "preset_csv": f"{R}/{name}.csv"}
+    return {"csv": report(f"{R}/{name}.csv", caption=f"{REPORT}/{name}.rst", category="Tables"),
+            "md": f"{R}/{name}.md", "tex": f"{R}/{name}.tex"}
 
 
 rule table1:
@@ -31,11 +33,11 @@ rule table1:
     input:
         all_evals=f"{R}/eval/.all_checkpoints_done",
         files=files_of(final_rows(METHODS)),
-        rows=manifest("table1", {"rows": final_rows(METHODS), "seeds": {m: SEEDS_OF[m] for m in METHODS}}),
     output:
         **table_outputs("table1"),
     params:
         cfg=TABLE_PARAMS,
+        rows=lambda w: manifest("table1", {"rows": final_rows(METHODS), "seeds": {m: SEEDS_OF[m] for m in METHODS}}),
     log:
         f"{R}/logs/table1.log",
     benchmark:
@@ -43,8 +45,8 @@ rule table1:
     resources:
         **RES("table1"),
     shell:
-        "{PY} -m ibtpo --config {CONFIG_FILE} table1 --rows {input.rows} --out {RD}/table1 --table table1 "
-        "2>&1 | tee {log} && cp {output.csv} {output.preset_csv}"
+        "{PY} -m ibtpo --config {CONFIG_FILE} table1 --rows {params.rows} --out {R}/table1 --table table1 "
+        "2>&1 | tee {log}"
 
 
 def table2_rows(wildcards):
@@ -63,11 +65,11 @@ rule table2:
         files=files_of(final_rows(CFG["ablations"], with_base=False)),
         evals=[f"{R}/eval/{m}/seed{s}/step_{st}/{b}.json" for m in CFG["ablations"] for s in SEEDS_OF[m]
                for st in STEPS for b in BENCH],
-        rows=table2_rows,
     output:
         **table_outputs("table2"),
     params:
         cfg=TABLE_PARAMS,
+        rows=table2_rows,
     log:
         f"{R}/logs/table2.log",
     benchmark:
@@ -75,8 +77,8 @@ rule table2:
     resources:
         **RES("table2"),
     shell:
-        "{PY} -m ibtpo --config {CONFIG_FILE} table1 --rows {input.rows} --out {RD}/table2 --table table2 "
-        "2>&1 | tee {log} && cp {output.csv} {output.preset_csv}"
+        "{PY} -m ibtpo --config {CONFIG_FILE} table1 --rows {params.rows} --out {R}/table2 --table table2 "
+        "2>&1 | tee {log}"
 
 
 TABLE3_METHOD = ("ibtpo" if "ibtpo" in METHODS else METHODS[0]) if METHODS else None  # None: evaluate-only
@@ -96,11 +98,10 @@ rule table3:
                 refused_when_evaluate_only("table3", "Table 3 compares the base model with a trained checkpoint")),
         bench=f"{R}/data/bench/{TABLE3_BENCH}.jsonl",
     output:
-        csv=report(f"{RD}/table3.csv", caption=f"{REPORT}/table3.rst", category="Tables"),
-        md=f"{RD}/table3.md",
-        tex=f"{RD}/table3.tex",
+        csv=report(f"{R}/table3.csv", caption=f"{REPORT}/table3.rst", category="Tables"),
+        md=f"{R}/table3.md",
+        tex=f"{R}/table3.tex",
         details=f"{R}/table3_problems.json",
-        preset_csv=f"{R}/table3.csv",
     params:
         cfg=section("rollout", "prompt_template", *(["probe"] if PROBE else [])),  # probe.ib: the IB-guided row
     threads: THREADS
@@ -113,7 +114,7 @@ rule table3:
     shell:
         "{PY} -m ibtpo --config {CONFIG_FILE} --threads {threads} table3 --base {BASE} "
         "--trained {input.marker} --trained-label {TABLE3_LABEL} --problems {input.bench} "
-        "--csv {output.csv} --details {output.details} 2>&1 | tee {log} && cp {output.csv} {output.preset_csv}"
+        "--csv {output.csv} --details {output.details} 2>&1 | tee {log}"
 
 
 def figure_runs(methods):
@@ -194,7 +195,7 @@ def claims_manifest():
             "seeds": {m: SEEDS_OF[m] for m in methods},
             "probes": {m: [f"{R}/probe/{m}/seed{s}/step_{FINAL}.json" for s in PROBE_SEEDS[m]] for m in methods},
             "table3_details": f"{R}/table3_problems.json", "trained_label": TABLE3_LABEL,
-            "figures": {n: f"{PRESET}/figures/{n}.png" for n in ("dynamics_step", "dynamics_tokens")},
+            "figures": {n: f"figures/{n}.png" for n in ("dynamics_step", "dynamics_tokens")},  # beside claims.md
             "dynamics": f"{R}/figures/dynamics.csv"}
 
 
@@ -209,13 +210,12 @@ rule claims:
         markers=[f"{R}/runs/{m}/seed{s}/checkpoints/step_{FINAL}.json" for m in FIG_METHODS for s in SEEDS_OF[m]],
         probes=[f for fs in claims_manifest()["probes"].values() for f in fs],
         table3=f"{R}/table3_problems.json",
-        tables=[f"{RD}/table1.csv"] + ([f"{RD}/table2.csv"] if CFG["run_ablations"] and ABLATIONS else []),
+        tables=[f"{R}/table1.csv"] + ([f"{R}/table2.csv"] if CFG["run_ablations"] and ABLATIONS else []),
         figures=f"{R}/figures/dynamics_step.png",
         dynamics=f"{R}/figures/dynamics.csv",
     output:
-        md=report(f"{RD}/claims.md", caption=f"{REPORT}/claims.rst", category="Claims"),
-        json=f"{RD}/claims.json",
-        preset_md=f"{R}/claims.md",
+        md=report(f"{R}/claims.md", caption=f"{REPORT}/claims.rst", category="Claims"),
+        json=f"{R}/claims.json",
     params:
         cfg=section("report", "evaluation", "method_defs"),
         manifest=lambda w: manifest("claims", claims_manifest()),
@@ -227,7 +227,7 @@ rule claims:
         **RES("claims"),
     shell:
         "{PY} -m ibtpo --config {CONFIG_FILE} claims --manifest {params.manifest} --md {output.md} "
-        "--json {output.json} 2>&1 | tee {log} && cp {output.md} {output.preset_md}"
+        "--json {output.json} 2>&1 | tee {log}"
 
 
 rule power:
@@ -244,3 +244,29 @@ rule power:
         f"{R}/logs/power.log",
     shell:
         "{PY} -m ibtpo power --from {R} --out {output.md} 2>&1 | tee {log}"
+
+
+rule publish_table:
+    """The top-level copy of one of the preset's tables (results/table1.{csv,md,tex} from
+    results/<preset>/table1.*; markdown links rebased): the top level shows one run's, and a run removes the
+    files other runs left there before its first job (onstart; ibtpo/publish.py)."""
+    input:
+        [f"{R}/{{name}}.{e}" for e in PUBLISHED["table1"]],
+    output:
+        [f"{RD}/{{name}}.{e}" for e in PUBLISHED["table1"]],
+    wildcard_constraints:
+        name="|".join(n for n in PUBLISHED if n != "claims"),
+    run:
+        for src, dst in zip(input, output):
+            publish(src, dst)
+
+
+rule publish_claims:
+    """The top-level copy of the preset's claims report (results/claims.{md,json}; see publish_table)."""
+    input:
+        [f"{R}/claims.{e}" for e in PUBLISHED["claims"]],
+    output:
+        [f"{RD}/claims.{e}" for e in PUBLISHED["claims"]],
+    run:
+        for src, dst in zip(input, output):
+            publish(src, dst)
