@@ -4,12 +4,14 @@ On a GPU (``--device cuda``, the default where CUDA is available; CI never runs 
 
 1. every decode path the device serves (``hf``, ``torch``) in fp32, bf16 and fp16 samples the HF forward's
    tokens for a seed, with per-token log-probs within the dtype's tolerance of a full forward;
-2. GRPO and IB-TPO training steps on a toy reward ("the answer starts with 7") learn it;
+2. GRPO and IB-TPO training steps on a toy reward ("the answer starts with 7") learn it, in fp32 and in
+   ``train.precision: bf16-mixed`` with gradient checkpointing (with the rollout-vs-trainer log-prob gap);
 3. generation throughput at the 0.5B Llama shape (24 x 1024, random weights): 16 prompts x 8 samples x
    256 tokens, in fp32 and bf16, through the plain loop (``decode: torch``; ``decode: graph``, its step as
    one CUDA graph), the HF-forward loop (``decode: hf``), transformers' ``model.generate`` and, on CUDA,
    its continuous batching (``generate_batch``);
-4. the time of one GRPO step and one IB-TPO step (IBTree) at that shape.
+4. the time of one GRPO step and one IB-TPO step (IBTree) at that shape, and of a GRPO step in bf16-mixed
+   with gradient checkpointing (peak memory on CUDA).
 
 ``--size tiny`` runs the same code at a tiny size (the char Llama, a few steps, short samples): the test
 suite runs it on the CPU (``tests/test_gpu_check.py``), so a dtype or API bug fails CI without a GPU.
@@ -91,19 +93,28 @@ def check_decode_paths(tok, dev: str) -> None:
             assert same or name != "fp32", f"decode {path} fp32 drew other samples than the HF forward"
 
 
+PRECISIONS = {"fp32": {}, "bf16-mixed": {"precision": "bf16-mixed", "gradient_checkpointing": True}}
+
+
 def check_training(tok, dev: str, steps: int) -> None:
-    """(2) GRPO and IB-TPO learn the toy reward."""
+    """(2) GRPO and IB-TPO learn the toy reward, in fp32 and in bf16-mixed with gradient checkpointing; each
+    step's rollout-vs-trainer log-prob mismatch (fp32: float rounding; bf16-mixed: bfloat16's)."""
     problems = [{"id": str(i), "problem": f"Q{i}", "answer": "7"} for i in range(8)]
-    for method in (Method("grpo", {"name": "chains", "G": 8}, {"name": "grpo"}, {"kl_coef": 0.001}),
-                   Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 5, "K": 1, "B": 1}, {"name": "ibtpo"},
-                          {"kl_coef": 0.001})):
-        m = build_tiny_llama(tok, n_layer=1, d_model=32, n_head=2, d_mlp=64, max_positions=64).to(dev)
-        with tempfile.TemporaryDirectory() as d:
-            tr = toy_trainer(m, tok, problems, method, dev, d, dict(steps=steps, batch_problems=4,
-                                                                    checkpoint_every=steps, lr=1e-2), 3)
-            rewards = [tr.train_step()["reward_mean"] for _ in range(steps)]
-        k = max(1, steps // 6)
-        print(f"train {method.name}: reward first{k}={sum(rewards[:k]) / k:.2f} last{k}={sum(rewards[-k:]) / k:.2f}")
+    for prec, extra in PRECISIONS.items():
+        for method in (Method("grpo", {"name": "chains", "G": 8}, {"name": "grpo"}, {"kl_coef": 0.001}),
+                       Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 5, "K": 1, "B": 1}, {"name": "ibtpo"},
+                              {"kl_coef": 0.001})):
+            m = build_tiny_llama(tok, n_layer=1, d_model=32, n_head=2, d_mlp=64, max_positions=64).to(dev)
+            with tempfile.TemporaryDirectory() as d:
+                tr = toy_trainer(m, tok, problems, method, dev, d, dict(steps=steps, batch_problems=4,
+                                                                        checkpoint_every=steps, lr=1e-2, **extra), 3)
+                rows = [tr.train_step() for _ in range(steps)]
+            rewards = [r["reward_mean"] for r in rows]
+            mism = max(r.get("rollout_logprob_absdiff_mean", 0.0) for r in rows)
+            k = max(1, steps // 6)
+            print(f"train {method.name} {prec}: reward first{k}={sum(rewards[:k]) / k:.2f} "
+                  f"last{k}={sum(rewards[-k:]) / k:.2f}, rollout-vs-trainer |dlogp| mean <= {mism:.1e}")
+            assert all(p.dtype == torch.float32 for p in tr.model.parameters()), "master weights left float32"
 
 
 def big_llama(tok, s: dict, dtype, dev: str):
@@ -178,22 +189,28 @@ def continuous_batching(model, prefixes, s: dict, dev: str) -> float:
 
 
 def check_step_times(tok, dev: str, s: dict, decode: str) -> None:
-    """(4) one GRPO step and one IB-TPO step (after one warm-up step each) at the throughput shape."""
+    """(4) one GRPO step and one IB-TPO step (after one warm-up step each) at the throughput shape, fp32; and a
+    GRPO step in bf16-mixed with gradient checkpointing (peak memory beside each on CUDA)."""
     problems = [{"id": str(i), "problem": f"Compute {i}+{i}.", "answer": "7"} for i in range(s["prompts"])]
+    grpo = Method("grpo", {"name": "chains", "G": s["samples"]}, {"name": "grpo"}, {"kl_coef": 0.001})
+    ibtpo = Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 9, "K": 1, "B": 1}, {"name": "ibtpo"}, {"kl_coef": 0.001})
     times = {}
-    for method in (Method("grpo", {"name": "chains", "G": s["samples"]}, {"name": "grpo"}, {"kl_coef": 0.001}),
-                   Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 9, "K": 1, "B": 1}, {"name": "ibtpo"},
-                          {"kl_coef": 0.001})):
+    for label, method, prec in (("grpo", grpo, "fp32"), ("ibtpo", ibtpo, "fp32"), ("grpo", grpo, "bf16-mixed")):
         m = big_llama(tok, s, torch.float32, dev).train()
+        if dev.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
         with tempfile.TemporaryDirectory() as d:
             tr = toy_trainer(m, tok, problems, method, dev, d, dict(steps=2, batch_problems=s["prompts"],
-                                                                    checkpoint_every=100, lr=1e-5),
+                                                                    checkpoint_every=100, lr=1e-5,
+                                                                    **PRECISIONS[prec]),
                              s["step_tokens"], decode)
             tr.train_step()
-            times[method.name] = timed(tr.train_step, dev)
-        print(f"step {method.name} (decode {decode}): {times[method.name]:.2f} s")
+            times[(label, prec)] = timed(tr.train_step, dev)
+        peak = f", peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if dev.startswith("cuda") else ""
+        print(f"step {label} {prec} (decode {decode}): {times[(label, prec)]:.2f} s{peak}")
         del m, tr
-    print(f"IB-TPO step / GRPO step = {times['ibtpo'] / times['grpo']:.2f}")
+    print(f"GRPO step bf16-mixed / fp32 = {times[('grpo', 'bf16-mixed')] / times[('grpo', 'fp32')]:.2f}")
+    print(f"IB-TPO step / GRPO step = {times[('ibtpo', 'fp32')] / times[('grpo', 'fp32')]:.2f}")
 
 
 def main(argv: list[str] | None = None) -> dict:

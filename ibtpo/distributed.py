@@ -72,8 +72,8 @@ def launch_strategy() -> str:
                            "use pipelines/accelerate/fsdp.yaml (FSDP2) or ddp.yaml")
     mp = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if mp != "no":
-        raise RuntimeError(f"accelerate launch config: mixed_precision {mp!r} is not supported (the trainer "
-                           "computes in fp32); set mixed_precision: 'no'")
+        raise RuntimeError(f"accelerate launch config: mixed_precision {mp!r} is not supported (the preset's "
+                           "train.precision sets it: bf16-mixed); set mixed_precision: 'no'")
     if not _env_flag("ACCELERATE_USE_FSDP"):
         return "ddp"
     if os.environ.get("FSDP_VERSION", "1") != "2":
@@ -155,7 +155,9 @@ class Dist:
         from torch.distributed.fsdp import FSDPModule, fully_shard
 
         if _env_flag("FSDP_ACTIVATION_CHECKPOINTING") and hasattr(model, "gradient_checkpointing_enable"):
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            from .precision import enable_gradient_checkpointing
+
+            enable_gradient_checkpointing(model)  # as train.gradient_checkpointing: true
         reshard = _env_flag("FSDP_RESHARD_AFTER_FORWARD", "true")
         layers = getattr(getattr(model, "model", None), "layers", None)
         if layers is None:
@@ -223,6 +225,11 @@ def sum_values(values: dict[str, float]) -> dict[str, float]:
         for k, v in d.items():
             out[k] = out.get(k, 0.0) + v
     return out
+
+
+def max_value(value: float) -> float:
+    """The largest of the processes' ``value`` (with one process, ``value`` itself)."""
+    return max(gather_object([value]))
 
 
 def single(device: str = "cpu") -> Dist:

@@ -181,11 +181,38 @@ def trie_plan(model, trajs: Sequence[Trajectory]) -> TriePlan:
                     torch.from_numpy(cc - P[rr]), int((lens - P).max()))
 
 
-def packed_logprobs(model, trajs: Sequence[Trajectory], temperature: float, device, with_entropy: bool = False):
-    """:func:`sequence_logprobs` on the prefix trie of ``trajs`` (the packed path; see the module docstring)."""
+def packed_layer(layer, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, grids: list,
+                 rep_t: torch.Tensor) -> torch.Tensor:
+    """One decoder layer on the trie's nodes ``h`` (``(1, N, d)``): its own modules in ``LlamaDecoderLayer``'s
+    order, attention per bucket of rows (``grids``; each node's output read from one row, ``rep_t``)."""
     import torch.nn.functional as F
 
     from .model.plain_llama import rotate_half
+
+    att = layer.self_attn
+    residual = h
+    x = layer.input_layernorm(h)
+    shape = (x.shape[1], -1, att.head_dim)
+    q = att.q_proj(x)[0].view(shape)
+    k = att.k_proj(x)[0].view(shape)
+    v = att.v_proj(x)[0].view(shape)
+    q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin  # HF's apply_rotary_pos_emb
+    # per bucket rows (n, heads, width, head_dim), causal; pads sit after every real token of a row
+    outs = []
+    for grid in grids:
+        qs, ks, vs = (z[grid].transpose(1, 2) for z in (q, k, v))
+        a = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=0.0, scale=att.scaling, is_causal=True)
+        outs.append(a.transpose(1, 2).reshape(-1, a.shape[1], a.shape[3]))  # (n * width, heads, head_dim)
+    a = (outs[0] if len(outs) == 1 else torch.cat(outs))[rep_t]  # (N, heads, head_dim): each node from one row
+    h = residual + att.o_proj(a.reshape(1, a.shape[0], -1))
+    return h + layer.mlp(layer.post_attention_layernorm(h))
+
+
+def packed_logprobs(model, trajs: Sequence[Trajectory], temperature: float, device, with_entropy: bool = False):
+    """:func:`sequence_logprobs` on the prefix trie of ``trajs`` (the packed path; see the module docstring)."""
+    import torch.utils.checkpoint
+
+    from .precision import checkpointing
 
     plan = trie_plan(model, trajs)
     B, R = len(trajs), plan.R
@@ -197,25 +224,12 @@ def packed_logprobs(model, trajs: Sequence[Trajectory], temperature: float, devi
     h = base.embed_tokens(ids_t)[None]  # (1, N, d): one "row" of nodes, so the modules see their usual rank
     cos, sin = base.rotary_emb(h, position_ids=pos_t[None])
     cos, sin = cos[0][:, None, :], sin[0][:, None, :]  # (N, 1, D): broadcast over heads
+    recompute = checkpointing(model)  # train.gradient_checkpointing: each layer's activations recomputed
     for layer in base.layers[: model.config.num_hidden_layers]:
-        att = layer.self_attn
-        residual = h
-        x = layer.input_layernorm(h)
-        shape = (x.shape[1], -1, att.head_dim)
-        q = att.q_proj(x)[0].view(shape)
-        k = att.k_proj(x)[0].view(shape)
-        v = att.v_proj(x)[0].view(shape)
-        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin  # HF's apply_rotary_pos_emb
-        # per bucket rows (n, heads, width, head_dim), causal; pads sit after every real token of a row
-        outs = []
-        for grid in grids:
-            qs, ks, vs = (z[grid].transpose(1, 2) for z in (q, k, v))
-            a = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=0.0, scale=att.scaling, is_causal=True)
-            outs.append(a.transpose(1, 2).reshape(-1, a.shape[1], a.shape[3]))  # (n * width, heads, head_dim)
-        a = (outs[0] if len(outs) == 1 else torch.cat(outs))[rep_t]  # (N, heads, head_dim): each node from one row
-        h = residual + att.o_proj(a.reshape(1, a.shape[0], -1))
-        residual = h
-        h = residual + layer.mlp(layer.post_attention_layernorm(h))
+        if recompute:
+            h = torch.utils.checkpoint.checkpoint(packed_layer, layer, h, cos, sin, grids, rep_t, use_reentrant=False)
+        else:
+            h = packed_layer(layer, h, cos, sin, grids, rep_t)
     logits = model.lm_head(base.norm(h)[0, heads]).float() / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = torch.zeros((B, R), device=device, dtype=logp_all.dtype)

@@ -39,9 +39,10 @@ import numpy as np
 import torch
 from accelerate.utils import broadcast_object_list, gather_object
 
-from . import checkpoint as ckpt
+from . import checkpoint as ckpt, precision
 from .analysis.forks import FORK_KEYS, combine as combine_forks, progress as fork_progress, tree_forks
-from .distributed import Dist, single, sum_values
+from .distributed import Dist, max_value, single, sum_values
+from .logprob_mismatch import mismatch_metrics, mismatch_sums
 from .logprobs import packs, sequence_logprobs
 from .losses import policy_loss
 from .registry import build_advantage, build_sampler
@@ -70,6 +71,8 @@ class TrainSettings:
     update_chunks: int  # chunks per minibatch (gradient accumulation; length- or prefix-sorted, see _chunk_order)
     num_processes: int  # training processes (GPUs); > 1 is launched by ``accelerate launch``
     parallel: str  # accelerate config under pipelines/accelerate/ when num_processes > 1
+    precision: str = "fp32"  # fp32 | bf16-mixed (ibtpo/precision.py)
+    gradient_checkpointing: bool = False  # recompute each layer's activations in the backward
     seed: int = 0  # the RL seed (not a config key: the DAG's seeds list)
 
     @classmethod
@@ -212,9 +215,13 @@ class Trainer:
         self.ctx = RolloutContext(backend, tokenizer, grader, sampling, prompt_template, defer_grading=True)
         # sharded parameters cannot generate (ragged decoding is no collective): keep a full copy
         self.gen_model = copy.deepcopy(model).requires_grad_(False) if self.dist.collective_forward else model
+        precision.check_device(train.precision, device)
         self.ref_model = None
-        if needs_reference(self.loss_cfg):
-            self.ref_model = self.dist.shard(copy.deepcopy(model).eval().requires_grad_(False))
+        if needs_reference(self.loss_cfg):  # held in bf16 under bf16-mixed
+            ref = copy.deepcopy(model).to(precision.frozen_copy_dtype(train.precision))
+            self.ref_model = self.dist.shard(ref.eval().requires_grad_(False))
+        if train.gradient_checkpointing:
+            precision.enable_gradient_checkpointing(model)
         self.model = self.dist.shard(model)
         if self.gen_model is not model:
             backend.sync_weights(self.gen_model)
@@ -391,7 +398,8 @@ class Trainer:
         joins the other processes' collectives and adds nothing."""
         ids = torch.zeros((1, 1), dtype=torch.long, device=self.device)
         with torch.set_grad_enabled(backward):
-            logits = model(input_ids=ids).logits
+            with self._autocast():
+                logits = model(input_ids=ids).logits
             if backward:
                 (logits.sum() * 0.0).backward()
 
@@ -405,9 +413,14 @@ class Trainer:
             if not len(chunk):
                 self._idle_pass(model, backward=False)
                 continue
-            lp = sequence_logprobs(model, [trajs[i] for i in chunk], self.sampling.temperature, self.device)[0]
+            with self._autocast():
+                lp = sequence_logprobs(model, [trajs[i] for i in chunk], self.sampling.temperature, self.device)[0]
             out[torch.as_tensor(chunk, device=self.device), :lp.shape[1]] = lp
         return out
+
+    def _autocast(self):
+        """The context of the trainer's forwards: autocast under ``train.precision: bf16-mixed``."""
+        return precision.autocast(self.cfg.precision, self.device)
 
     def update(self, trajs: list[Trajectory], layout: list[tuple[int, int, int]] | None = None,
                ref_all: torch.Tensor | None = None) -> dict:
@@ -429,8 +442,10 @@ class Trainer:
         first = split_minibatches(order, self.cfg.minibatches)[0] if self.cfg.ppo_epochs == 1 else []
         on_policy = frozenset(layout[g][1] for g in first if layout[g][0] == rank)
         old_all = self.frozen_logprobs(self.model, trajs, R, skip=on_policy) if needs_old_logprobs(self.cfg) else None
+        rollout_all = _pad([t.old_logprobs for t in trajs], R, self.device)  # the sampler's own log-probs
         self.model.train()
         agg: dict[str, list[float]] = {}
+        mismatch: dict[str, float] = {}  # rollout vs trainer log-probs: the first pass, before any update
         for epoch in range(self.cfg.ppo_epochs):
             if epoch:
                 order = broadcast_object_list([np.random.permutation(len(layout))])[0]  # rank 0's order
@@ -439,7 +454,8 @@ class Trainer:
                 self.opt.zero_grad(set_to_none=True)
                 old = None if (epoch, i) == (0, 0) else old_all  # None: on-policy, old := current
                 m = self._accumulate_gradients(local, trajs, adv_all, old, ref_all,
-                                               n_tokens=float(sum(layout[g][2] for g in mb)), n_seqs=float(len(mb)))
+                                               n_tokens=float(sum(layout[g][2] for g in mb)), n_seqs=float(len(mb)),
+                                               rollout_all=rollout_all if epoch == 0 else None, mismatch=mismatch)
                 m = sum_values(m)
                 gnorm = self.dist.clip_global_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
                 if not torch.isfinite(gnorm):
@@ -451,15 +467,20 @@ class Trainer:
         self.sched.step()
         self.dist.copy_full_params(self.model, self.gen_model)
         self.ctx.backend.sync_weights(self.gen_model)
-        return {k: float(np.mean(v)) for k, v in agg.items()}
+        mm_max = max_value(mismatch.pop("mm_max", 0.0))
+        return {**{k: float(np.mean(v)) for k, v in agg.items()}, **mismatch_metrics({**sum_values(mismatch),
+                                                                                       "mm_max": mm_max})}
 
     def _accumulate_gradients(self, mb, trajs, adv_all, old_all, ref_all,
-                              n_tokens: float | None = None, n_seqs: float | None = None) -> dict:
+                              n_tokens: float | None = None, n_seqs: float | None = None,
+                              rollout_all: torch.Tensor | None = None, mismatch: dict | None = None) -> dict:
         """Backward of one minibatch's loss, in chunks (:meth:`_chunk_order`: length-sorted, or prefix-sorted).
 
         Chunk losses use the whole minibatch's token / sequence counts as denominators (by default
         those of ``mb``; several processes pass the global minibatch's), so their gradients add up
-        to the unchunked minibatch gradient (up to float summation order)."""
+        to the unchunked minibatch gradient (up to float summation order). With ``rollout_all`` (the
+        sampler's log-probs; the first pass only, whose old log-probs are the trainer's before any update)
+        the chunks' :func:`~ibtpo.logprob_mismatch.mismatch_sums` are added into ``mismatch``."""
         lc, T = self.loss_cfg, self.sampling.temperature
         mb = self._chunk_order(self.model, trajs, list(mb))
         if n_tokens is None:
@@ -472,10 +493,15 @@ class Trainer:
                 self._idle_pass(self.model, backward=True)
                 continue
             ch_trajs = [trajs[i] for i in chunk]
-            logp, mask, ent = sequence_logprobs(self.model, ch_trajs, T, self.device, with_entropy=lc.entropy_coef > 0)
+            with self._autocast():
+                logp, mask, ent = sequence_logprobs(self.model, ch_trajs, T, self.device,
+                                                    with_entropy=lc.entropy_coef > 0)
             r = logp.shape[1]
             sel = torch.as_tensor(chunk, device=self.device)
             old = old_all[sel, :r] if old_all is not None else logp.detach()
+            if rollout_all is not None and mismatch is not None:
+                for k, v in mismatch_sums(rollout_all[sel, :r], old, mask).items():
+                    mismatch[k] = max(mismatch.get(k, 0.0), v) if k == "mm_max" else mismatch.get(k, 0.0) + v
             loss, m = policy_loss(
                 logp, old, adv_all[sel, :r], mask, eps_low=lc.clip_low, eps_high=lc.clip_high,
                 aggregation=lc.aggregation, ref_logp=ref_all[sel, :r] if ref_all is not None else None,

@@ -1,6 +1,6 @@
 """bench/gpu_check.py cannot rot: its code paths (every decode path x dtype against a full forward, GRPO
-and IB-TPO training steps, the throughput comparison with ``model.generate``, step times) run here on
-the CPU at a tiny size; on a GPU the same code runs at the 0.5B shape."""
+and IB-TPO training steps in fp32 and bf16-mixed, the throughput comparison with ``model.generate``, step
+times) run here on the CPU at a tiny size; on a GPU the same code runs at the 0.5B shape."""
 
 import importlib.util
 from pathlib import Path
@@ -17,6 +17,7 @@ def test_gpu_check_runs_on_the_cpu_at_a_tiny_size(capsys):
     out = capsys.readouterr().out
     for line in ("decode torch bf16: same samples as hf True", "decode torch fp16: same samples as hf True",
                  "decode graph bf16: same samples as hf True",
-                 "train ibtpo: reward", "IB-TPO step / GRPO step = "):
+                 "train ibtpo fp32: reward", "train grpo bf16-mixed: reward", "train ibtpo bf16-mixed: reward",
+                 "step grpo bf16-mixed", "GRPO step bf16-mixed / fp32 = ", "IB-TPO step / GRPO step = "):
         assert line in out
     assert out.strip().splitlines()[-1].startswith("plain loop / model.generate, bf16 = ")

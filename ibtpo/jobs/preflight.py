@@ -195,10 +195,12 @@ def is_oom(e: BaseException) -> bool:
 
 def estimates(cfg: dict, plan: Plan, n_params: int, vocab: int) -> dict:
     """Back-of-envelope sizes (GiB) that the advice quotes: fp32 weights, gradients, AdamW moments,
-    the reference copy, and the full-vocabulary logits of one chunk (float32)."""
+    the reference copy (bf16 under ``train.precision: bf16-mixed``), and the full-vocabulary logits of one
+    chunk (float32)."""
     w = 4 * n_params / GIB
+    ref = w / 2 if cfg["train"].get("precision") == "bf16-mixed" else w
     return {"parameters": n_params, "weights": w, "gradients": w, "adam_moments": 2 * w,
-            "reference_model": w if plan.reference_model else 0.0,
+            "reference_model": ref if plan.reference_model else 0.0,
             "chunk_logits": 4 * plan.update_chunk * plan.seq_len * vocab / GIB,
             "frozen_chunk_logits": 4 * plan.frozen_chunk * plan.seq_len * vocab / GIB}
 
@@ -210,8 +212,8 @@ def advice(phase: str, cfg: dict, plan: Plan, est: dict | None) -> list[str]:
     gpu_share = VLLMSettings.from_config(ro.get("vllm")).gpu_memory_utilization if vllm else None
     shape = f"{plan.seq_len} tokens ({plan.prompt_tokens} prompt + {plan.max_new_tokens} new)"
     if phase == "load":
-        size = "" if est is None else (f" (fp32: {est['weights']:.2f} GiB of weights"
-                                       f"{', the same again for the reference model' if plan.reference_model else ''})")
+        ref = f", {est['reference_model']:.2f} GiB for the reference model" if est and plan.reference_model else ""
+        size = "" if est is None else f" (fp32: {est['weights']:.2f} GiB of weights{ref})"
         out = [f"the models do not fit{size}: use a smaller policy.base, or train.num_processes > 1 with "
                "train.parallel: fsdp to shard weights, gradients and optimizer state"]
         if vllm:

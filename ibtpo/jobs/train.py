@@ -67,6 +67,7 @@ def run(cfg: dict, method: str, seed: int, base: str, train_data: str | Path, ru
             extra = {"processes": acc.num_processes, "parallel": dist.strategy} if acc.num_processes > 1 else {}
             (run_dir / "provenance.json").write_text(json.dumps(
                 provenance(job="train", method=method, seed=seed, base=str(base), answer=cfg["evaluation"]["answer"],
+                           precision=settings.precision, gradient_checkpointing=settings.gradient_checkpointing,
                            **extra), indent=1))
         with Grader.from_spec(cfg["evaluation"]) as grader:
             trainer = Trainer(model, tokenizer, load_problems(train_data),
