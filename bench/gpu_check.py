@@ -5,13 +5,14 @@ On a GPU (``--device cuda``, the default where CUDA is available; CI never runs 
 1. every decode path the device serves (``hf``, ``torch``) in fp32, bf16 and fp16 samples the HF forward's
    tokens for a seed, with per-token log-probs within the dtype's tolerance of a full forward;
 2. GRPO and IB-TPO training steps on a toy reward ("the answer starts with 7") learn it, in fp32 and in
-   ``train.precision: bf16-mixed`` with gradient checkpointing (with the rollout-vs-trainer log-prob gap);
+   ``train.precision: bf16-mixed`` with gradient checkpointing and a bf16 rollout (``rollout.dtype``), with the
+   rollout-vs-trainer log-prob gap;
 3. generation throughput at the 0.5B Llama shape (24 x 1024, random weights): 16 prompts x 8 samples x
    256 tokens, in fp32 and bf16, through the plain loop (``decode: torch``; ``decode: graph``, its step as
    one CUDA graph), the HF-forward loop (``decode: hf``), transformers' ``model.generate`` and, on CUDA,
    its continuous batching (``generate_batch``);
 4. the time of one GRPO step and one IB-TPO step (IBTree) at that shape, and of a GRPO step in bf16-mixed
-   with gradient checkpointing (peak memory on CUDA).
+   with gradient checkpointing and a bf16 rollout (peak memory on CUDA).
 
 ``--size tiny`` runs the same code at a tiny size (the char Llama, a few steps, short samples): the test
 suite runs it on the CPU (``tests/test_gpu_check.py``), so a dtype or API bug fails CI without a GPU.
@@ -55,12 +56,13 @@ class StartsWithSeven:
 
 
 def toy_trainer(model, tok, problems, method, dev: str, run_dir, train: dict, max_new_tokens: int,
-                decode: str = "auto") -> Trainer:
-    """A trainer rewarded by :class:`StartsWithSeven`, sampling at most ``max_new_tokens`` through ``decode``."""
+                decode: str = "auto", rollout_dtype: str = "float32") -> Trainer:
+    """A trainer rewarded by :class:`StartsWithSeven`, sampling at most ``max_new_tokens`` through ``decode`` in
+    ``rollout_dtype`` (``rollout.dtype``)."""
     return Trainer(model, tok, problems, method, TrainSettings.of(train),
                    SamplingParams(max_new_tokens=max_new_tokens, stop_token_ids=(tok.eos_token_id,)),
-                   HFBackend(model, tok.pad_token_id, dev, decode=decode), StartsWithSeven(), run_dir, device=dev,
-                   log=lambda *_: None)
+                   HFBackend(model, tok.pad_token_id, dev, decode=decode, dtype=rollout_dtype), StartsWithSeven(),
+                   run_dir, device=dev, log=lambda *_: None)
 
 
 def sync(dev: str) -> None:
@@ -94,11 +96,13 @@ def check_decode_paths(tok, dev: str) -> None:
 
 
 PRECISIONS = {"fp32": {}, "bf16-mixed": {"precision": "bf16-mixed", "gradient_checkpointing": True}}
+ROLLOUT_DTYPE = {"fp32": "float32", "bf16-mixed": "bfloat16"}  # bf16-mixed training samples a bf16 copy
 
 
 def check_training(tok, dev: str, steps: int) -> None:
-    """(2) GRPO and IB-TPO learn the toy reward, in fp32 and in bf16-mixed with gradient checkpointing; each
-    step's rollout-vs-trainer log-prob mismatch (fp32: float rounding; bf16-mixed: bfloat16's)."""
+    """(2) GRPO and IB-TPO learn the toy reward, in fp32 and in bf16-mixed with gradient checkpointing and a bf16
+    rollout (``rollout.dtype: bfloat16``); each step's rollout-vs-trainer log-prob mismatch (fp32: float
+    rounding; bf16: bfloat16's)."""
     problems = [{"id": str(i), "problem": f"Q{i}", "answer": "7"} for i in range(8)]
     for prec, extra in PRECISIONS.items():
         for method in (Method("grpo", {"name": "chains", "G": 8}, {"name": "grpo"}, {"kl_coef": 0.001}),
@@ -107,7 +111,8 @@ def check_training(tok, dev: str, steps: int) -> None:
             m = build_tiny_llama(tok, n_layer=1, d_model=32, n_head=2, d_mlp=64, max_positions=64).to(dev)
             with tempfile.TemporaryDirectory() as d:
                 tr = toy_trainer(m, tok, problems, method, dev, d, dict(steps=steps, batch_problems=4,
-                                                                        checkpoint_every=steps, lr=1e-2, **extra), 3)
+                                                                        checkpoint_every=steps, lr=1e-2, **extra), 3,
+                                 rollout_dtype=ROLLOUT_DTYPE[prec])
                 rows = [tr.train_step() for _ in range(steps)]
             rewards = [r["reward_mean"] for r in rows]
             mism = max(r.get("rollout_logprob_absdiff_mean", 0.0) for r in rows)
@@ -190,7 +195,7 @@ def continuous_batching(model, prefixes, s: dict, dev: str) -> float:
 
 def check_step_times(tok, dev: str, s: dict, decode: str) -> None:
     """(4) one GRPO step and one IB-TPO step (after one warm-up step each) at the throughput shape, fp32; and a
-    GRPO step in bf16-mixed with gradient checkpointing (peak memory beside each on CUDA)."""
+    GRPO step in bf16-mixed with gradient checkpointing and a bf16 rollout (peak memory beside each on CUDA)."""
     problems = [{"id": str(i), "problem": f"Compute {i}+{i}.", "answer": "7"} for i in range(s["prompts"])]
     grpo = Method("grpo", {"name": "chains", "G": s["samples"]}, {"name": "grpo"}, {"kl_coef": 0.001})
     ibtpo = Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 9, "K": 1, "B": 1}, {"name": "ibtpo"}, {"kl_coef": 0.001})
@@ -203,7 +208,7 @@ def check_step_times(tok, dev: str, s: dict, decode: str) -> None:
             tr = toy_trainer(m, tok, problems, method, dev, d, dict(steps=2, batch_problems=s["prompts"],
                                                                     checkpoint_every=100, lr=1e-5,
                                                                     **PRECISIONS[prec]),
-                             s["step_tokens"], decode)
+                             s["step_tokens"], decode, ROLLOUT_DTYPE[prec])
             tr.train_step()
             times[(label, prec)] = timed(tr.train_step, dev)
         peak = f", peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if dev.startswith("cuda") else ""

@@ -16,7 +16,8 @@ def make_backend(cfg: dict, model, tokenizer, device: str | None = None, model_p
     if name == "hf":
         from .hf_backend import HFBackend
 
-        return HFBackend(model, tokenizer.pad_token_id, device or cfg["device"], decode=cfg["rollout"]["decode"])
+        return HFBackend(model, tokenizer.pad_token_id, device or cfg["device"], decode=cfg["rollout"]["decode"],
+                         dtype=cfg["rollout"]["dtype"])
     if name == "vllm":
         from .vllm_backend import build_backend
 

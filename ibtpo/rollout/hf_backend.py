@@ -47,13 +47,34 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.G
     return token, logp.gather(-1, token[:, None]).squeeze(-1), entropy
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def rollout_copy(model, dtype: torch.dtype):
+    """A frozen copy of ``model`` whose parameters are ``dtype`` (its buffers, e.g. RoPE's inverse
+    frequencies, keep their own dtype: a bf16 ``inv_freq`` would misplace long positions)."""
+    import copy
+
+    own = copy.deepcopy(model).requires_grad_(False).eval()
+    for p in own.parameters():
+        p.data = p.data.to(dtype)
+    return own
+
+
 class HFBackend(GenerationBackend):
     """Generation on a ``transformers`` causal LM that the trainer updates in place. ``decode``: the
-    decode path (:mod:`ibtpo.rollout.decode`)."""
+    decode path (:mod:`ibtpo.rollout.decode`). ``dtype`` (``rollout.dtype``): ``None`` or the model's own
+    dtype samples with the model itself; another one samples with a copy of its parameters in that dtype
+    (:func:`rollout_copy`; e.g. a bfloat16 rollout of a float32 policy: half the weight traffic per decode
+    step), refreshed from the model by :meth:`sync_weights` after every update. The trainer's log-probs
+    stay its own; ``ibtpo.logprob_mismatch`` reports how far the rollout's are."""
 
     def __init__(self, model, pad_token_id: int, device: str | torch.device = "cpu", compact_at: float = 0.75,
-                 decode: str = "auto"):
-        self.model = model
+                 decode: str = "auto", dtype: str | torch.dtype | None = None):
+        self.dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+        self._source = None  # the model a low-precision copy is refreshed from
+        self.model = None
+        self.sync_weights(model)
         self.decode = decode
         self.compact_at = compact_at  # drop finished rows once at most this share of the batch is live
         self.pad_token_id = pad_token_id
@@ -63,7 +84,16 @@ class HFBackend(GenerationBackend):
         self._kernel = None  # the C kernel's caller (its thread pool), built on the first ``c`` call
 
     def sync_weights(self, model) -> None:
-        self.model = model
+        """Sample from ``model``'s current weights from now on: the model itself, or (``dtype``) its copy,
+        made on the first call and overwritten in place (cast) on the next ones."""
+        if self.dtype is None or next(model.parameters()).dtype == self.dtype:
+            self.model, self._source = model, None
+        elif self._source is not model:
+            self.model, self._source = rollout_copy(model, self.dtype), model
+        else:
+            with torch.no_grad():
+                for own, p in zip(self.model.parameters(), model.parameters()):
+                    own.copy_(p)
 
     def decode_path(self) -> DecodePath:
         """A fresh decode path for one generate call on the current model (:func:`~ibtpo.rollout.decode.choose`)."""
