@@ -25,6 +25,9 @@ from .schema import apply_defaults, deref, raise_schema_errors, schema
 from .schema import fill_section as fill_section
 from .schema import section_schema as section_schema
 
+# which data sets a run reads (its own module: ibtpo.data.benchmarks needs it too)
+from .data.splits import data_splits as data_splits, evaluate_only as evaluate_only
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRESET_DIR = REPO_ROOT / "pipelines" / "config"
 
@@ -141,19 +144,6 @@ def _check_components(owner: dict, where: str, kinds: tuple[str, ...]) -> list[s
         except (ValueError, TypeError) as e:
             problems.append(_component_problem(where, kind, e))
     return problems
-
-
-def evaluate_only(cfg: dict) -> bool:
-    """``methods: []``: nothing is trained; Table 1 holds the base model and the ``external:`` checkpoints."""
-    return not cfg["methods"]
-
-
-def data_splits(cfg: dict) -> list[str]:
-    """The sets of ``data`` besides the benchmarks that make_data reads and writes: ``train`` and ``sft`` where
-    the config has them; an evaluate-only run (``methods: []``) reads no ``train`` (nothing is trained: a
-    17K-problem set is neither read nor checked) and ``sft`` only to build its base (``policy.base: build``)."""
-    wanted = ["sft"] if cfg["policy"]["base"] == "build" else []
-    return [s for s in ("train", "sft") if s in cfg["data"] and (not evaluate_only(cfg) or s in wanted)]
 
 
 def _check_methods(cfg: dict) -> list[str]:

@@ -315,3 +315,13 @@ def test_evaluate_only_reads_no_training_set(tmp_path, capsys):
     assert data_splits(load_config("smoke")) == ["train", "sft"]
     with pytest.raises(ConfigError, match="data.train.path: data file .*no_such_train.jsonl not found"):
         load_config("smoke", overrides={"data": {"train": missing}})  # a run that trains: refused at once
+
+
+def test_evaluate_only_asks_the_hub_for_no_training_set():
+    """The planning-time hub check names only the sets the run reads: a hub-only data.train is needed by a
+    training run, not by an evaluate-only one."""
+    hub_train = {"source": "hf", "hf_id": "someone/train-set", "split": "train"}
+    trained = {"methods": ["grpo"], "policy": {"base": "build"},
+               "data": {"train": hub_train, "sft": {"source": "arithmetic", "n": 4}, "benchmarks": {}}}
+    assert list(bm.hub_only_entries(trained)) == ["data.train"]
+    assert bm.hub_only_entries({**trained, "methods": []}) == {}

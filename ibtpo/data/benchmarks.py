@@ -202,9 +202,13 @@ def hub_unreachable(timeout_s: float = 3.0) -> str | None:
 
 
 def hub_only_entries(cfg: dict) -> dict[str, dict]:
-    """``{config key path: entry}`` of the datasets that can only come from the hub."""
+    """``{config key path: entry}`` of the datasets the run reads that can only come from the hub (not
+    ``data.train`` in an evaluate-only run: :func:`ibtpo.config.data_splits`)."""
+    from .splits import data_splits
+
     d = cfg["data"]
-    entries = [("data.train", d["train"])] + ([("data.sft", d["sft"])] if "sft" in d else [])
+    splits = data_splits(cfg) if "policy" in cfg else [s for s in ("train", "sft") if s in d]
+    entries = [(f"data.{s}", d[s]) for s in splits]
     entries += [(f"data.benchmarks.{b}", e) for b, e in d["benchmarks"].items()]
     return {where: e for where, e in entries if needs_hub(e)}
 
