@@ -1,6 +1,6 @@
-# Tables, figures and the claims report, under the preset's folder R (`results/<preset>`); the `publish` rule
-# copies the tables and the claims report to the top of the results_dir RD (`results/table1.csv`, ...; see
-# ibtpo/publish.py). Files marked report(...) go into `snakemake --report results/report.html` with the
+# Tables, figures and the claims report, under the preset's folder R (`results/<preset>`); the rules
+# publish_table and publish_claims copy the tables and the claims report to the top of the results_dir RD
+# (`results/table1.csv`, ...; see ibtpo/publish.py). Files marked report(...) go into `snakemake --report results/report.html` with the
 # captions in pipelines/report/.
 REPORT = "../report"  # caption paths are relative to this rule file
 TABLE_PARAMS = section("evaluation", "report", "method_defs", "train")
