@@ -5,12 +5,13 @@
 # The config is validated against pipelines/schemas/config.schema.yaml before any job runs. Every output lies
 # under its results_dir (default results): with --config results_dir=DIR the targets are DIR/table1.csv, ...
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
 from ibtpo.config import (ConfigError, all_seeds, check_resource_rules, checkpoint_steps, dag_config, evaluate_only,
-                          load_config, probe_seeds, rule_resources, seeds_of)
+                          load_config, probe_seeds, result_view, rule_resources, seeds_of)
 from ibtpo.dag_mode import plans_only
 from ibtpo.publish import PUBLISHED, clear_stale, publish
 from ibtpo.schema import schema
@@ -91,8 +92,11 @@ def write_plan_file(path, text):
     .snakemake/plan/ instead: it changes nothing under the results_dir (a run in progress keeps reading its
     own config), while the commands it prints name the real file."""
     path = Path(path)
-    if PLANS_ONLY:
-        path = Path(".snakemake/plan") / path.relative_to(path.anchor)
+    if PLANS_ONLY:  # under .snakemake/plan/: a relative path as it is, any other (/..., ../...) made absolute
+        if path.is_absolute() or ".." in path.parts:
+            path = Path(os.path.abspath(path))
+            path = path.relative_to(path.anchor)
+        path = Path(".snakemake/plan") / path
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -121,7 +125,7 @@ def manifest(name, obj):
 def section(*keys):
     """A config section as a rule param: editing it reruns exactly the jobs that depend on it.
     (A function, so snakemake does not read the braces of e.g. the prompt template as wildcards.)"""
-    text = json.dumps({k: CFG[k] for k in keys}, sort_keys=True)
+    text = json.dumps({k: result_view(k, CFG[k]) for k in keys}, sort_keys=True)  # less memory-only keys
     return lambda wildcards: text
 
 

@@ -146,6 +146,22 @@ def _check_components(owner: dict, where: str, kinds: tuple[str, ...]) -> list[s
     return problems
 
 
+# What a run's results rest on, for its fingerprint (resume) and the DAG's rule params (reruns): the config
+# section, less keys that change no result (memory only) and keys added after runs were made whose default is
+# what those runs did (at that default they are left out, so an upgrade reruns nothing).
+NO_RESULT = {"train": ("gradient_checkpointing",)}
+ADDED_DEFAULTS = {"train": {"precision": "fp32"}, "rollout": {"dtype": "float32"}}
+
+
+def result_view(name: str, section):
+    """``section`` (the config's ``name`` section) as far as results depend on it (:data:`NO_RESULT`,
+    :data:`ADDED_DEFAULTS`); other sections unchanged."""
+    if not isinstance(section, dict) or name not in NO_RESULT and name not in ADDED_DEFAULTS:
+        return section
+    at_default = {k for k, v in ADDED_DEFAULTS.get(name, {}).items() if section.get(k) == v}
+    return {k: v for k, v in section.items() if k not in NO_RESULT.get(name, ()) and k not in at_default}
+
+
 def _check_methods(cfg: dict) -> list[str]:
     """``methods`` / ``ablations`` name defined methods (``methods: []``: evaluate-only, which trains no
     ablations either); each method's IB parameters are shared by its sampler and advantage, and both build."""

@@ -12,10 +12,12 @@ import contextlib
 import io
 
 # flags of `snakemake` after which no job runs (names as snakemake's argument parser stores them)
+# (``touch`` too: it marks outputs up to date without running a job, so nothing may be written or removed; ``report``
+# unless ``--report-after-run``, which runs the jobs first)
 PLAN_FLAGS = ("dryrun", "dag", "d3dag", "rulegraph", "filegraph", "summary", "detailed_summary", "list_rules",
               "list_target_rules", "list_changes", "list_input_changes", "list_params_changes", "list_untracked",
               "list_conda_envs", "lint", "report", "print_compilation", "export_cwl", "containerize", "unlock",
-              "cleanup_metadata", "delete_all_output", "delete_temp_output", "archive", "generate_unit_tests")
+              "cleanup_metadata", "delete_all_output", "delete_temp_output", "archive", "generate_unit_tests", "touch")
 
 
 def plans_only(argv: list[str]) -> bool:
@@ -29,4 +31,5 @@ def plans_only(argv: list[str]) -> bool:
         return False
     if getattr(args, "executor", None) == "dryrun":
         return True
-    return any(getattr(args, f, None) not in (None, False, [], "") for f in PLAN_FLAGS)
+    flags = [f for f in PLAN_FLAGS if not (f == "report" and getattr(args, "report_after_run", False))]
+    return any(getattr(args, f, None) not in (None, False, [], "") for f in flags)

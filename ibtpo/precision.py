@@ -11,9 +11,9 @@
 
 The paper presets use ``bf16-mixed`` with gradient checkpointing: the paper does not say, and this is
 the closest reference setup's default, verl's FSDP actor (float32 model dtype, bfloat16 compute,
-``enable_gradient_checkpointing: true``; our choice, METHOD.md leaves it open). The rollout keeps the
-policy's float32 weights; the trainer reports how far the rollout's log-probs are from its own
-(:mod:`ibtpo.logprob_mismatch`).
+``enable_gradient_checkpointing: true``; our choice, METHOD.md leaves it open). The rollout samples in
+``rollout.dtype`` (the policy's float32 weights by default); the trainer reports how far the rollout's
+log-probs are from its own (:mod:`ibtpo.logprob_mismatch`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def check_device(precision: str, device: str | torch.device) -> None:
     """Refuse, before any compute, a precision the device cannot run: ``bf16-mixed`` on a GPU without
     bfloat16 (compute capability < 8.0: V100, T4)."""
     dev = torch.device(device)
-    if compute_dtype(precision) is torch.bfloat16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if (compute_dtype(precision) is torch.bfloat16 and dev.type == "cuda"
+            and not torch.cuda.is_bf16_supported(including_emulation=False)):  # emulation would say yes on a V100
         raise RuntimeError(f"train.precision: bf16-mixed needs a GPU with bfloat16 ({torch.cuda.get_device_name(dev)} "
                            "has none); set train.precision: fp32")
 
@@ -53,6 +54,19 @@ def autocast(precision: str, device: str | torch.device):
 def frozen_copy_dtype(precision: str) -> torch.dtype:
     """The dtype of a frozen model (the KL reference) under ``precision``: bfloat16 under ``bf16-mixed``."""
     return compute_dtype(precision) or torch.float32
+
+
+def cast_copy(model, dtype: torch.dtype):
+    """A frozen copy of ``model`` (eval mode, no gradients) whose *parameters* are ``dtype``; its buffers keep
+    their own dtype (``model.to(bfloat16)`` would also round RoPE's ``inv_freq``: 1.8e-4 off, 0.7 rad at
+    position 4000). The KL reference under ``bf16-mixed`` and a low-precision rollout copy
+    (:class:`ibtpo.rollout.hf_backend.HFBackend`) are made this way."""
+    import copy
+
+    own = copy.deepcopy(model).requires_grad_(False).eval()
+    for p in own.parameters():
+        p.data = p.data.to(dtype)
+    return own
 
 
 def enable_gradient_checkpointing(model) -> None:

@@ -7,9 +7,10 @@ executes its first job it removes the top-level files that this run's config wou
 preset folder (:func:`stale`): another preset's, a changed copy, or a file this config makes no more (an
 evaluate-only run, ``methods: []``, publishes Table 1 alone, so an earlier run's claims and Table 3 go). So
 ``results/table1.csv``, ``results/claims.md`` and ``results/last_run.json`` always name the same preset
-and config. Nothing is lost: a removed file is an unchanged copy of a file that stays in its preset's folder;
-any other top-level file (written by hand, or by an older version of this code) moves to
-``<results>/superseded/`` instead.
+and config. A removed file is an unchanged copy of a file that stays in its preset's folder (which a later run
+of the same preset may rewrite: the preset folder holds the preset's latest results); any other top-level
+file (written by hand, or by an older version of this code) moves to ``<results>/superseded/`` instead
+(numbered when the name is taken). ``claims.json`` keeps its paths relative to the preset folder.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 # name -> extensions of the files the DAG publishes at the top level of the results folder
 PUBLISHED = {"table1": ("csv", "md", "tex"), "table2": ("csv", "md", "tex"), "table3": ("csv", "md", "tex"),
              "claims": ("md", "json")}
+SUPERSEDED = "superseded"  # <results_dir>/superseded/: top-level files no preset folder holds, kept
 _LINK = re.compile(r"\]\(([^)\s]+)\)")  # markdown link or image target: [text](target)
 
 
@@ -77,7 +79,7 @@ def source_of(top: Path, results_dir: Path) -> Path | None:
     """The preset file ``top`` is an unchanged published copy of (``results_dir/<preset>/<name>``), else
     ``None``."""
     data = top.read_bytes()
-    for folder in sorted(p for p in results_dir.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in results_dir.iterdir() if p.is_dir() and p.name != SUPERSEDED):
         src = folder / top.name
         if src.is_file() and published_bytes(src, top) == data:
             return src
@@ -96,7 +98,10 @@ def clear_stale(results_dir: str | Path, preset_dir: str | Path, names, log=prin
             p.unlink()
             log(f"[publish] removed {p}: an earlier run's copy of {src} (kept there), not this run's")
         else:
-            keep = rd / "superseded" / p.name
+            keep = rd / SUPERSEDED / p.name
+            n = 1
+            while keep.exists():  # an earlier superseded file of that name stays
+                keep, n = rd / SUPERSEDED / f"{p.stem}.{n}{p.suffix}", n + 1
             keep.parent.mkdir(exist_ok=True)
             p.replace(keep)
             log(f"[publish] moved {p} to {keep}: an earlier run's, and no preset folder holds it")

@@ -217,9 +217,8 @@ class Trainer:
         self.gen_model = copy.deepcopy(model).requires_grad_(False) if self.dist.collective_forward else model
         precision.check_device(train.precision, device)
         self.ref_model = None
-        if needs_reference(self.loss_cfg):  # held in bf16 under bf16-mixed
-            ref = copy.deepcopy(model).to(precision.frozen_copy_dtype(train.precision))
-            self.ref_model = self.dist.shard(ref.eval().requires_grad_(False))
+        if needs_reference(self.loss_cfg):  # its parameters in bf16 under bf16-mixed
+            self.ref_model = self.dist.shard(precision.cast_copy(model, precision.frozen_copy_dtype(train.precision)))
         if train.gradient_checkpointing:
             precision.enable_gradient_checkpointing(model)
         self.model = self.dist.shard(model)
@@ -289,6 +288,7 @@ class Trainer:
         if self.ref_model is not None and state.get("ref_model") is not None:
             self.dist.load_model_state(self.ref_model, state["ref_model"])
         self.step, self.cum_tokens = state["step"], state["cum_tokens"]
+        self.ctx.backend.sync_weights(self.gen_model)  # a rollout copy (rollout.dtype) takes the resumed weights
         if self.accelerator.is_main_process:
             self._truncate_metrics(self.step)
         self.log(f"[train] resumed from {d} (step {self.step})")

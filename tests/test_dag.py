@@ -141,7 +141,8 @@ def test_evaluate_only_plans_no_training_job(workdir):
     assert r.returncode == 0, r.stderr + r.stdout
     c = _job_counts(r.stdout + r.stderr)
     assert c["build_base"] == c["evaluate_base"] == c["table1"] == 1 and not (untrained - {"build_base"}) & set(c)
-    for target, rule in (("results/table3.csv", "table3"), ("results/claims.md", "claims")):
+    for target, rule in (("results/table3.csv", "table3"), ("results/claims.md", "claims"),
+                         ("results/table2.csv", "table2")):
         r = snakemake(workdir, "-n", "--cores", "1", target, "--configfile", str(conf))
         assert r.returncode != 0 and f"{rule}: methods: [] is evaluate-only (nothing is trained)" in r.stdout + r.stderr
 

@@ -86,6 +86,7 @@ def test_bf16_mixed_update_is_the_fp32_update_up_to_bfloat16_rounding(tok, tmp_p
     assert {p.dtype for p in tr16.model.parameters()} == {torch.float32}
     assert {p.grad.dtype for p in tr16.model.parameters()} == {torch.float32}
     assert {p.dtype for p in tr16.ref_model.parameters()} == {torch.bfloat16}
+    assert {b.dtype for b in tr16.ref_model.buffers() if b.is_floating_point()} == {torch.float32}  # RoPE exact
     tr16.opt.step()
     states = [v for s in tr16.opt.state.values() for v in s.values() if torch.is_tensor(v) and v.dim()]
     assert states and {v.dtype for v in states} == {torch.float32}
@@ -176,9 +177,34 @@ def test_precision_keys_are_checked_at_planning_and_on_the_device(monkeypatch):
     assert load_config("smoke")["train"]["precision"] == "fp32"
     paper = load_config("paper-qwen3-1.7b")["train"]
     assert paper["precision"] == "bf16-mixed" and paper["gradient_checkpointing"] is True
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    # a V100: bf16 only by emulation (what is_bf16_supported() answers by default)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100-SXM2-32GB")
     with pytest.raises(RuntimeError, match="bf16-mixed needs a GPU with bfloat16 .*V100.*train.precision: fp32"):
         check_device("bf16-mixed", "cuda")
     check_device("fp32", "cuda")
     check_device("bf16-mixed", "cpu")
+
+
+def test_fingerprint_and_rule_params_rest_on_results_only():
+    """Gradient checkpointing changes no result: a run can switch it on and resume, and no rule reruns for it.
+    bf16-mixed and a bf16 rollout do change results; at their defaults (what runs made before these keys
+    existed did) they are left out, so those runs' fingerprints are unchanged."""
+    import hashlib
+
+    from ibtpo.config import result_view
+    from ibtpo.jobs.train import run_fingerprint
+
+    cfg = load_config("smoke")
+    fp = run_fingerprint(cfg, "grpo", 0, "base")
+    gc = load_config("smoke", overrides={"train": {"gradient_checkpointing": True}})
+    assert run_fingerprint(gc, "grpo", 0, "base") == fp
+    assert result_view("train", gc["train"]) == result_view("train", cfg["train"])
+    for override in ({"train": {"precision": "bf16-mixed"}}, {"rollout": {"dtype": "bfloat16"}}):
+        assert run_fingerprint(load_config("smoke", overrides=override), "grpo", 0, "base") != fp, override
+    # what the fingerprint was before these keys existed (the section without them)
+    old = {"method": cfg["method_defs"]["grpo"], "prompt_template": cfg["prompt_template"], "seed": 0,
+           "base": "base", "answer": cfg["evaluation"]["answer"],
+           "train": {k: v for k, v in cfg["train"].items() if k not in ("precision", "gradient_checkpointing")},
+           "rollout": {k: v for k, v in cfg["rollout"].items() if k != "dtype"}}
+    assert hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16] == fp

@@ -43,6 +43,10 @@ def test_another_presets_and_another_configs_files_leave_the_top_level(tmp_path)
     assert (tiny / "claims.md").exists() and (tiny / "table1.csv").exists()  # nothing lost
     assert len(lines) == 3 and "results/tiny/claims.md (kept there)" in " ".join(lines)
     assert "superseded" in " ".join(lines)
+    (rd / "table1.csv").write_text("edited again\n")  # a second one keeps the first
+    clear_stale(rd, smoke, ["table1"], log=lines.append)
+    assert (rd / "superseded" / "table1.csv").read_text() == "edited by hand\n"
+    assert (rd / "superseded" / "table1.1.csv").read_text() == "edited again\n"
 
 
 def test_a_plan_is_told_from_a_run_by_snakemakes_command_line():
@@ -50,7 +54,8 @@ def test_a_plan_is_told_from_a_run_by_snakemakes_command_line():
     for argv in (["-n"], ["-np", "--cores", "2"], ["--dry-run"], ["--dag"], ["--summary"], ["--report", "r.html"],
                  ["--report"], ["--list-rules"], ["--executor", "dryrun"], ["--lint"]):
         assert plans_only([sm, "results/table1.csv", *argv]), argv
+    assert plans_only([sm, "--touch"])  # marks outputs up to date: runs no job, so writes and removes nothing
     for argv in ([], ["--cores", "2", "results/table1.csv"], ["--profile", "pipelines/profiles/local"],
-                 ["--config", "preset=smoke", "--forceall"]):
+                 ["--config", "preset=smoke", "--forceall"], ["-c1", "--report-after-run", "--report", "r.html"]):
         assert not plans_only([sm, *argv]), argv
     assert not plans_only(["pytest", "-q", "tests"])  # not snakemake's: counts as a run, prints no usage

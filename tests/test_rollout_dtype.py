@@ -97,6 +97,27 @@ def test_training_from_a_bf16_rollout_reports_its_logprob_gap(tok, tmp_path):
     assert gaps["float32"] < 1e-5 and 1e-4 < gaps["bfloat16"] < 0.5, gaps  # measured 4e-8 and 4e-4
 
 
+def test_a_resumed_run_samples_its_resumed_weights(tok, tmp_path):
+    """Resuming loads the checkpoint into the policy in place; the bf16 rollout copy follows it at once (not
+    the base weights it was made from)."""
+    problems = [{"id": str(i), "problem": f"Q{i}", "answer": "7"} for i in range(8)]
+
+    def trainer(steps):
+        model = model_of(tok)
+        backend = HFBackend(model, tok.pad_token_id, decode="torch", dtype="bfloat16")
+        return Trainer(model, tok, problems, Method("toy", {"name": "chains", "G": 4}, {"name": "grpo"}, {}),
+                       TrainSettings.of(dict(steps=steps, batch_problems=4, checkpoint_every=2, lr=1e-2)),
+                       SamplingParams(max_new_tokens=4, stop_token_ids=(tok.eos_token_id,)), backend,
+                       StartsWithSeven(), tmp_path, log=lambda *_: None), backend
+
+    first, _ = trainer(2)
+    first.fit()
+    again, backend = trainer(4)
+    assert again.try_resume() and again.step == 2
+    for own, p in zip(backend.model.parameters(), again.model.parameters()):
+        assert torch.equal(own, p.detach().to(torch.bfloat16))
+
+
 def test_rollout_dtype_is_a_schema_key():
     assert load_config("smoke")["rollout"]["dtype"] == "float32"
     assert load_config("smoke", overrides={"rollout": {"dtype": "bfloat16"}})["rollout"]["dtype"] == "bfloat16"

@@ -17,6 +17,7 @@ from transformers import AutoTokenizer
 
 from .. import distributed
 from ..data.problems import load_problems
+from ..config import result_view
 from ..grading import Grader
 from ..model.load import load_policy
 from ..provenance import provenance
@@ -26,8 +27,10 @@ from ..trainer import Method, Trainer, TrainSettings
 
 def run_fingerprint(cfg: dict, method: str, seed: int, base: str) -> str:
     """Everything that shapes a run's trajectory (the reward's answer rule too); a checkpoint is resumed
-    only under the same one."""
-    keys = {"method": cfg["method_defs"][method], "train": cfg["train"], "rollout": cfg["rollout"],
+    only under the same one. Memory-only keys and new keys at their default are left out
+    (:func:`ibtpo.config.result_view`): gradient checkpointing can be switched on to resume a run."""
+    keys = {"method": cfg["method_defs"][method], "train": result_view("train", cfg["train"]),
+            "rollout": result_view("rollout", cfg["rollout"]),
             "prompt_template": cfg["prompt_template"], "seed": seed, "base": str(base),
             "answer": cfg["evaluation"]["answer"]}
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]

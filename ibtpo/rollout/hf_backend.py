@@ -20,6 +20,7 @@ from typing import Sequence
 
 import torch
 
+from ..precision import cast_copy
 from .backend import Completion, GenerationBackend, GenerationStats, SamplingParams
 from .decode import DecodePath, choose
 
@@ -50,22 +51,11 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.G
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def rollout_copy(model, dtype: torch.dtype):
-    """A frozen copy of ``model`` whose parameters are ``dtype`` (its buffers, e.g. RoPE's inverse
-    frequencies, keep their own dtype: a bf16 ``inv_freq`` would misplace long positions)."""
-    import copy
-
-    own = copy.deepcopy(model).requires_grad_(False).eval()
-    for p in own.parameters():
-        p.data = p.data.to(dtype)
-    return own
-
-
 class HFBackend(GenerationBackend):
     """Generation on a ``transformers`` causal LM that the trainer updates in place. ``decode``: the
     decode path (:mod:`ibtpo.rollout.decode`). ``dtype`` (``rollout.dtype``): ``None`` or the model's own
     dtype samples with the model itself; another one samples with a copy of its parameters in that dtype
-    (:func:`rollout_copy`; e.g. a bfloat16 rollout of a float32 policy: half the weight traffic per decode
+    (:func:`ibtpo.precision.cast_copy`; e.g. a bfloat16 rollout of a float32 policy: half the weight traffic per decode
     step), refreshed from the model by :meth:`sync_weights` after every update. The trainer's log-probs
     stay its own; ``ibtpo.logprob_mismatch`` reports how far the rollout's are."""
 
@@ -89,10 +79,10 @@ class HFBackend(GenerationBackend):
         if self.dtype is None or next(model.parameters()).dtype == self.dtype:
             self.model, self._source = model, None
         elif self._source is not model:
-            self.model, self._source = rollout_copy(model, self.dtype), model
+            self.model, self._source = cast_copy(model, self.dtype), model
         else:
             with torch.no_grad():
-                for own, p in zip(self.model.parameters(), model.parameters()):
+                for own, p in zip(self.model.parameters(), model.parameters(), strict=True):
                     own.copy_(p)
 
     def decode_path(self) -> DecodePath:
