@@ -13,7 +13,7 @@ from pathlib import Path
 from ibtpo.config import (ConfigError, all_seeds, check_resource_rules, checkpoint_steps, dag_config, evaluate_only,
                           load_config, probe_seeds, result_view, rule_resources, seeds_of)
 from ibtpo.dag_mode import plans_only
-from ibtpo.publish import PUBLISHED, clear_stale, publish
+from ibtpo.publish import PUBLISHED, clear_stale
 from ibtpo.schema import schema
 
 DEFAULT_RESULTS = schema()["properties"]["results_dir"]["default"]  # "results"

@@ -26,6 +26,7 @@ JOBS = {
     "figures": ("figures", "training-dynamics figures and dynamics.csv from every checkpoint's files"),
     "claims": ("claims", "the claims report: each claim with the reproduced evidence, interval, verdict"),
     "power": ("power", "power planner: from a finished run, the MDE and wall time of other designs (seeds, P, k)"),
+    "publish": ("publish", "copy a preset's tables or claims report to the top of its results folder"),
     "score-tree": ("score_tree", "IB-Score and IB-TPO advantages of a tree JSON (ibtpo/tree_scores.py)"),
 }
 GLOBAL_OPTIONS = ("--config", "--threads")

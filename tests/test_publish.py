@@ -59,3 +59,21 @@ def test_a_plan_is_told_from_a_run_by_snakemakes_command_line():
                  ["--config", "preset=smoke", "--forceall"], ["-c1", "--report-after-run", "--report", "r.html"]):
         assert not plans_only([sm, *argv]), argv
     assert not plans_only(["pytest", "-q", "tests"])  # not snakemake's: counts as a run, prints no usage
+
+
+def test_the_publish_job_copies_and_rebases(tmp_path):
+    """``python -m ibtpo publish`` (what the DAG's publish rules run): each --src to its --dst, links rebased."""
+    import subprocess
+    import sys
+
+    r = _preset(tmp_path / "results", "tiny")
+    srcs = [str(r / n) for n in ("table1.csv", "claims.md")]
+    dsts = [str(tmp_path / "results" / n) for n in ("table1.csv", "claims.md")]
+    out = subprocess.run([sys.executable, "-m", "ibtpo", "publish", "--src", *srcs, "--dst", *dsts],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "results" / "table1.csv").read_text() == (r / "table1.csv").read_text()
+    assert "[fig](tiny/figures/x.png)" in (tmp_path / "results" / "claims.md").read_text()
+    bad = subprocess.run([sys.executable, "-m", "ibtpo", "publish", "--src", *srcs, "--dst", dsts[0]],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "2 --src files but 1 --dst files" in bad.stderr

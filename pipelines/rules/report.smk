@@ -262,9 +262,10 @@ rule publish_table:
         [f"{RD}/{{name}}.{e}" for e in PUBLISHED["table1"]],
     wildcard_constraints:
         name="|".join(n for n in PUBLISHED if n != "claims"),
-    run:
-        for src, dst in zip(input, output):
-            publish(src, dst)
+    log:
+        f"{R}/logs/publish_{{name}}.log",
+    shell:
+        "{PY} -m ibtpo publish --src {input} --dst {output} 2>&1 | tee {log}"
 
 
 rule publish_claims:
@@ -273,6 +274,7 @@ rule publish_claims:
         [f"{R}/claims.{e}" for e in PUBLISHED["claims"]],
     output:
         [f"{RD}/claims.{e}" for e in PUBLISHED["claims"]],
-    run:
-        for src, dst in zip(input, output):
-            publish(src, dst)
+    log:
+        f"{R}/logs/publish_claims.log",
+    shell:
+        "{PY} -m ibtpo publish --src {input} --dst {output} 2>&1 | tee {log}"
