@@ -95,8 +95,9 @@ def check_decode_paths(tok, dev: str) -> None:
             assert same or name != "fp32", f"decode {path} fp32 drew other samples than the HF forward"
 
 
-PRECISIONS = {"fp32": {}, "bf16-mixed": {"precision": "bf16-mixed", "gradient_checkpointing": True}}
-ROLLOUT_DTYPE = {"fp32": "float32", "bf16-mixed": "bfloat16"}  # bf16-mixed training samples a bf16 copy
+# label -> (train keys, rollout.dtype): bf16-mixed training with checkpointing samples a bf16 copy
+PRECISIONS = {"fp32": ({}, "float32"),
+              "bf16-mixed": ({"precision": "bf16-mixed", "gradient_checkpointing": True}, "bfloat16")}
 
 
 def check_training(tok, dev: str, steps: int) -> None:
@@ -104,7 +105,7 @@ def check_training(tok, dev: str, steps: int) -> None:
     rollout (``rollout.dtype: bfloat16``); each step's rollout-vs-trainer log-prob mismatch (fp32: float
     rounding; bf16: bfloat16's)."""
     problems = [{"id": str(i), "problem": f"Q{i}", "answer": "7"} for i in range(8)]
-    for prec, extra in PRECISIONS.items():
+    for prec, (extra, rollout_dtype) in PRECISIONS.items():
         for method in (Method("grpo", {"name": "chains", "G": 8}, {"name": "grpo"}, {"kl_coef": 0.001}),
                        Method("ibtpo", {"name": "ibtree", "B0": 4, "L": 5, "K": 1, "B": 1}, {"name": "ibtpo"},
                               {"kl_coef": 0.001})):
@@ -112,7 +113,7 @@ def check_training(tok, dev: str, steps: int) -> None:
             with tempfile.TemporaryDirectory() as d:
                 tr = toy_trainer(m, tok, problems, method, dev, d, dict(steps=steps, batch_problems=4,
                                                                         checkpoint_every=steps, lr=1e-2, **extra), 3,
-                                 rollout_dtype=ROLLOUT_DTYPE[prec])
+                                 rollout_dtype=rollout_dtype)
                 rows = [tr.train_step() for _ in range(steps)]
             rewards = [r["reward_mean"] for r in rows]
             mism = max(r.get("rollout_logprob_absdiff_mean", 0.0) for r in rows)
@@ -207,8 +208,8 @@ def check_step_times(tok, dev: str, s: dict, decode: str) -> None:
         with tempfile.TemporaryDirectory() as d:
             tr = toy_trainer(m, tok, problems, method, dev, d, dict(steps=2, batch_problems=s["prompts"],
                                                                     checkpoint_every=100, lr=1e-5,
-                                                                    **PRECISIONS[prec]),
-                             s["step_tokens"], decode, ROLLOUT_DTYPE[prec])
+                                                                    **PRECISIONS[prec][0]),
+                             s["step_tokens"], decode, PRECISIONS[prec][1])
             tr.train_step()
             times[(label, prec)] = timed(tr.train_step, dev)
         peak = f", peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if dev.startswith("cuda") else ""

@@ -30,6 +30,12 @@ def mismatch_sums(rollout_logp: torch.Tensor, train_logp: torch.Tensor, mask: to
             "mm_tokens": float(m.sum()), "mm_max": float(d.max()) if d.numel() else 0.0}
 
 
+def add_sums(total: dict[str, float], part: dict[str, float]) -> None:
+    """Add one chunk's :func:`mismatch_sums` into ``total`` in place (``mm_max`` by ``max``, the rest by ``+``)."""
+    for k, v in part.items():
+        total[k] = max(total.get(k, 0.0), v) if k == "mm_max" else total.get(k, 0.0) + v
+
+
 def mismatch_metrics(sums: dict[str, float]) -> dict[str, float]:
     """The step's metrics from summed :func:`mismatch_sums` (``mm_max`` combined by ``max``); empty without
     tokens."""

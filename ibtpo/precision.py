@@ -23,6 +23,9 @@ import contextlib
 import torch
 
 PRECISIONS = {"fp32": None, "bf16-mixed": torch.bfloat16}
+# dtype names of the config (rollout.dtype, evaluation's model dtype) and their short forms
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+          "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def compute_dtype(precision: str) -> torch.dtype | None:

@@ -42,7 +42,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from . import checkpoint as ckpt, precision
 from .analysis.forks import FORK_KEYS, combine as combine_forks, progress as fork_progress, tree_forks
 from .distributed import Dist, max_value, single, sum_values
-from .logprob_mismatch import mismatch_metrics, mismatch_sums
+from .logprob_mismatch import add_sums, mismatch_metrics, mismatch_sums
 from .logprobs import packs, sequence_logprobs
 from .losses import policy_loss
 from .registry import build_advantage, build_sampler
@@ -500,8 +500,7 @@ class Trainer:
             sel = torch.as_tensor(chunk, device=self.device)
             old = old_all[sel, :r] if old_all is not None else logp.detach()
             if rollout_all is not None and mismatch is not None:
-                for k, v in mismatch_sums(rollout_all[sel, :r], old, mask).items():
-                    mismatch[k] = max(mismatch.get(k, 0.0), v) if k == "mm_max" else mismatch.get(k, 0.0) + v
+                add_sums(mismatch, mismatch_sums(rollout_all[sel, :r], old, mask))
             loss, m = policy_loss(
                 logp, old, adv_all[sel, :r], mask, eps_low=lc.clip_low, eps_high=lc.clip_high,
                 aggregation=lc.aggregation, ref_logp=ref_all[sel, :r] if ref_all is not None else None,

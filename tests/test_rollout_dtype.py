@@ -75,18 +75,25 @@ class StartsWithSeven:
         return [pred.startswith("7") for _, pred in pairs]
 
 
+PROBLEMS = [{"id": str(i), "problem": f"Q{i}", "answer": "7"} for i in range(8)]
+
+
+def toy_trainer(tok, run_dir, dtype: str, steps: int):
+    """A GRPO trainer on the toy reward sampling through ``HFBackend(dtype=dtype)``; returns it and its backend."""
+    model = model_of(tok)
+    backend = HFBackend(model, tok.pad_token_id, decode="torch", dtype=dtype)
+    return Trainer(model, tok, PROBLEMS, Method("toy", {"name": "chains", "G": 4}, {"name": "grpo"}, {}),
+                   TrainSettings.of(dict(steps=steps, batch_problems=4, checkpoint_every=2, lr=1e-2)),
+                   SamplingParams(max_new_tokens=4, stop_token_ids=(tok.eos_token_id,)), backend,
+                   StartsWithSeven(), run_dir, log=lambda *_: None), backend
+
+
 def test_training_from_a_bf16_rollout_reports_its_logprob_gap(tok, tmp_path):
     """fp32 training on a bf16 rollout: master weights float32, the rollout copy follows every update, and
     the step's rollout-vs-trainer gap is bf16 rounding (not 0, as for a float32 rollout)."""
-    problems = [{"id": str(i), "problem": f"Q{i}", "answer": "7"} for i in range(8)]
     gaps = {}
     for dtype in ("float32", "bfloat16"):
-        model = model_of(tok)
-        backend = HFBackend(model, tok.pad_token_id, decode="torch", dtype=dtype)
-        tr = Trainer(model, tok, problems, Method("toy", {"name": "chains", "G": 4}, {"name": "grpo"}, {}),
-                     TrainSettings.of(dict(steps=2, batch_problems=4, checkpoint_every=2, lr=1e-2)),
-                     SamplingParams(max_new_tokens=4, stop_token_ids=(tok.eos_token_id,)), backend,
-                     StartsWithSeven(), tmp_path / dtype, log=lambda *_: None)
+        tr, backend = toy_trainer(tok, tmp_path / dtype, dtype, steps=2)
         tr.fit()
         rows = [json.loads(line) for line in (tmp_path / dtype / "metrics.jsonl").read_text().splitlines()]
         gaps[dtype] = min(r["rollout_logprob_absdiff_mean"] for r in rows)
@@ -100,19 +107,9 @@ def test_training_from_a_bf16_rollout_reports_its_logprob_gap(tok, tmp_path):
 def test_a_resumed_run_samples_its_resumed_weights(tok, tmp_path):
     """Resuming loads the checkpoint into the policy in place; the bf16 rollout copy follows it at once (not
     the base weights it was made from)."""
-    problems = [{"id": str(i), "problem": f"Q{i}", "answer": "7"} for i in range(8)]
-
-    def trainer(steps):
-        model = model_of(tok)
-        backend = HFBackend(model, tok.pad_token_id, decode="torch", dtype="bfloat16")
-        return Trainer(model, tok, problems, Method("toy", {"name": "chains", "G": 4}, {"name": "grpo"}, {}),
-                       TrainSettings.of(dict(steps=steps, batch_problems=4, checkpoint_every=2, lr=1e-2)),
-                       SamplingParams(max_new_tokens=4, stop_token_ids=(tok.eos_token_id,)), backend,
-                       StartsWithSeven(), tmp_path, log=lambda *_: None), backend
-
-    first, _ = trainer(2)
+    first, _ = toy_trainer(tok, tmp_path, "bfloat16", steps=2)
     first.fit()
-    again, backend = trainer(4)
+    again, backend = toy_trainer(tok, tmp_path, "bfloat16", steps=4)
     assert again.try_resume() and again.step == 2
     for own, p in zip(backend.model.parameters(), again.model.parameters()):
         assert torch.equal(own, p.detach().to(torch.bfloat16))

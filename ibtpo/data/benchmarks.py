@@ -207,8 +207,7 @@ def hub_only_entries(cfg: dict) -> dict[str, dict]:
     from .splits import data_splits
 
     d = cfg["data"]
-    splits = data_splits(cfg) if "policy" in cfg else [s for s in ("train", "sft") if s in d]
-    entries = [(f"data.{s}", d[s]) for s in splits]
+    entries = [(f"data.{s}", d[s]) for s in data_splits(cfg)]
     entries += [(f"data.benchmarks.{b}", e) for b, e in d["benchmarks"].items()]
     return {where: e for where, e in entries if needs_hub(e)}
 

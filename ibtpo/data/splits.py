@@ -16,6 +16,9 @@ def evaluate_only(cfg: dict) -> bool:
 def data_splits(cfg: dict) -> list[str]:
     """The sets of ``data`` besides the benchmarks that make_data reads and writes: ``train`` and ``sft`` where
     the config has them; an evaluate-only run (``methods: []``) reads no ``train`` (nothing is trained: a
-    17K-problem set is neither read nor checked) and ``sft`` only to build its base (``policy.base: build``)."""
-    wanted = ["sft"] if cfg["policy"]["base"] == "build" else []
-    return [s for s in ("train", "sft") if s in cfg["data"] and (not evaluate_only(cfg) or s in wanted)]
+    17K-problem set is neither read nor checked) and ``sft`` only to build its base (``policy.base: build``).
+    A bare config (a ``data`` section without ``methods``) reads every set it has."""
+    present = [s for s in ("train", "sft") if s in cfg["data"]]
+    if "methods" not in cfg or not evaluate_only(cfg):
+        return present
+    return [s for s in present if s == "sft" and cfg["policy"]["base"] == "build"]

@@ -45,6 +45,7 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
+from ibtpo.precision import DTYPES
 from ibtpo.rollout.backend import SamplingParams
 from ibtpo.rollout.hf_backend import HFBackend
 
@@ -133,9 +134,7 @@ class IBTPOLM(LM):
         self._device = torch.device(device)
         self.pretrained = str(pretrained)
 
-        torch_dtype = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                       "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
-                       "auto": "auto"}[str(dtype)]
+        torch_dtype = {**DTYPES, "auto": "auto"}[str(dtype)]
         remote = _as_bool(trust_remote_code)
         self.tokenizer = AutoTokenizer.from_pretrained(self.pretrained, local_files_only=True,
                                                        trust_remote_code=remote)

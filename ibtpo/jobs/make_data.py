@@ -67,9 +67,9 @@ def run(cfg: dict, out_dir: str | Path) -> dict[str, Path]:
     data = fill_section("data", cfg["data"])  # the schema's defaults (gold_check), also for a bare cfg
     sets = [(name, f"data.benchmarks.{name}", ds, out_dir / "bench" / f"{name}.jsonl")
             for name, ds in data["benchmarks"].items()]
-    splits = data_splits(cfg) if "policy" in cfg else [s for s in ("train", "sft") if s in data]
+    splits = data_splits(cfg)
     sets += [(split, f"data.{split}", data[split], out_dir / f"{split}.jsonl") for split in splits]
-    if "policy" in cfg and evaluate_only(cfg):
+    if "methods" in cfg and evaluate_only(cfg):
         print(f"[make-data] evaluate-only (methods: []): reads the benchmarks{' and data.sft' if splits else ''}; "
               "data.train is not read")
     read, held_out, bench_problems, errors = [], set(), {}, []

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from ..precision import cast_copy
+from ..precision import DTYPES, cast_copy
 from .backend import Completion, GenerationBackend, GenerationStats, SamplingParams
 from .decode import DecodePath, choose
 
@@ -46,9 +46,6 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.G
         masked = masked.masked_fill(drop, float("-inf"))
     token = torch.multinomial(torch.softmax(masked, dim=-1), 1, generator=generator).squeeze(-1)
     return token, logp.gather(-1, token[:, None]).squeeze(-1), entropy
-
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class HFBackend(GenerationBackend):
